@@ -1,0 +1,1 @@
+"""The reference image-processing system: a dashboard and Pub/Sub-triggered agents."""

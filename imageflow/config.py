@@ -1,0 +1,88 @@
+"""Service settings from the environment: required keys, readiness, revision and fault switches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from imageflow.manifest import ServiceSpec
+
+# Environments where fault switches are refused: a fault must never reach real users.
+PROTECTED_ENVIRONMENTS = frozenset({"staging", "production"})
+
+
+class ConfigError(ValueError):
+    """The service's configuration is unusable (the message names keys, never values)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one service process runs with, read from its environment once at start."""
+
+    service: str
+    revision: str
+    project: str
+    bucket: str
+    environment: str
+    missing: tuple[str, ...]
+    faults: frozenset[str] = field(default_factory=frozenset)
+    values: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        """True when every required key is present."""
+        return not self.missing
+
+    def secret(self, key: str) -> str:
+        """A required value by name; raises when absent (the error names the key only)."""
+        value = self.values.get(key, "")
+        if not value:
+            raise ConfigError(f"required setting {key} is not set")
+        return value
+
+    def fault(self, name: str) -> bool:
+        """True when the named fault switch is on for this revision."""
+        return name in self.faults
+
+    def readiness(self) -> dict[str, object]:
+        """The readiness report: key names and presence only, never values."""
+        present = sorted(k for k in self.values if self.values[k])
+        report: dict[str, object] = {
+            "service": self.service,
+            "revision": self.revision,
+            "environment": self.environment,
+            "ready": self.ready,
+            "present": present,
+            "missing": list(self.missing),
+            "emulators": sorted(k for k in os.environ if k.endswith("_EMULATOR_HOST")),
+        }
+        if not self.ready:
+            report["message"] = "missing required settings: " + ", ".join(self.missing)
+        return report
+
+
+def parse_faults(raw: str, environment: str) -> frozenset[str]:
+    """Parse IMAGEFLOW_FAULTS (comma separated), refusing any fault on a protected environment."""
+    faults = frozenset(f.strip() for f in raw.split(",") if f.strip())
+    if faults and environment in PROTECTED_ENVIRONMENTS:
+        raise ConfigError(f"fault switches are refused on {environment}: {', '.join(sorted(faults))}")
+    return faults
+
+
+def load(spec: ServiceSpec, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings of the service described by spec from environ (default: os.environ)."""
+    env = os.environ if environ is None else environ
+    environment = env.get("IMAGEFLOW_ENV", "local")
+    values = {key: env.get(key, "") for key in spec.required_keys}
+    missing = tuple(key for key, value in values.items() if not value)
+    return Settings(
+        service=spec.name,
+        revision=env.get("K_REVISION", f"{spec.name}-unversioned"),
+        project=env.get("GOOGLE_CLOUD_PROJECT", ""),
+        bucket=env.get("IMAGEFLOW_BUCKET", ""),
+        environment=environment,
+        missing=missing,
+        faults=parse_faults(env.get("IMAGEFLOW_FAULTS", ""), environment),
+        values=values,
+    )

@@ -1,0 +1,282 @@
+"""The workflow document (one per upload) and the transactions that move its steps."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+
+from imageflow.manifest import Manifest
+
+COLLECTION = "workflows"
+
+
+class Status(enum.StrEnum):
+    """Overall status of a workflow."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.REJECTED})
+
+
+class StepStatus(enum.StrEnum):
+    """Status of one agent's step."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+
+class Claim(enum.StrEnum):
+    """What an agent may do with a delivery, decided in one transaction."""
+
+    RUN = "run"  # the step is ours: do the work
+    ALREADY_DONE = "already-done"  # a duplicate delivery: acknowledge, do nothing
+    BUSY = "busy"  # another delivery holds a live lease: ask for redelivery later
+    CLOSED = "closed"  # the workflow already ended (failed or rejected): acknowledge
+    UNKNOWN = "unknown"  # no such workflow, or no such step in it
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+def new_document(
+    workflow_id: str, owner: str, image: Mapping[str, Any], manifest: Manifest
+) -> dict[str, Any]:
+    """A fresh workflow document with one pending step per agent of the manifest."""
+    created = now()
+    return {
+        "workflow_id": workflow_id,
+        "owner": owner,
+        "image": dict(image),
+        "status": Status.PENDING.value,
+        "reason": None,
+        "failed_agent": None,
+        "pipeline": manifest.name,
+        "agents": list(manifest.agent_names),
+        "created_at": created,
+        "updated_at": created,
+        "completed_at": None,
+        "steps": {
+            name: {
+                "status": StepStatus.PENDING.value,
+                "started_at": None,
+                "finished_at": None,
+                "attempts": 0,
+                "deliveries": 0,
+                "revision": None,
+                "output": None,
+                "error": None,
+            }
+            for name in manifest.agent_names
+        },
+        "events": [{"at": created, "agent": "dashboard", "event": "created"}],
+    }
+
+
+def _event(agent: str, event: str, revision: str, **extra: Any) -> dict[str, Any]:
+    return {"at": now(), "agent": agent, "event": event, "revision": revision, **extra}
+
+
+def workflow_ref(client: firestore.Client, workflow_id: str) -> firestore.DocumentReference:
+    """The document reference of a workflow."""
+    return client.collection(COLLECTION).document(workflow_id)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The outcome of claim(), with the document as read inside the transaction."""
+
+    claim: Claim
+    document: dict[str, Any] | None
+
+
+def claim(
+    client: firestore.Client,
+    workflow_id: str,
+    agent: str,
+    revision: str,
+    lease: timedelta,
+) -> ClaimResult:
+    """Take the step for this delivery unless it is done, held by a live lease, or closed."""
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> ClaimResult:
+        ref = workflow_ref(client, workflow_id)
+        snapshot = ref.get(transaction=transaction)
+        if not snapshot.exists:
+            return ClaimResult(Claim.UNKNOWN, None)
+        doc = snapshot.to_dict() or {}
+        step = (doc.get("steps") or {}).get(agent)
+        if step is None:
+            return ClaimResult(Claim.UNKNOWN, doc)
+        deliveries = {f"steps.{agent}.deliveries": firestore.Increment(1)}
+        if step["status"] in (StepStatus.DONE, StepStatus.REJECTED):
+            transaction.update(ref, deliveries)
+            return ClaimResult(Claim.ALREADY_DONE, doc)
+        if doc["status"] in (Status.FAILED, Status.REJECTED) or step["status"] == StepStatus.SKIPPED:
+            transaction.update(ref, deliveries)
+            return ClaimResult(Claim.CLOSED, doc)
+        lease_until = step.get("lease_until")
+        if step["status"] == StepStatus.RUNNING and lease_until and lease_until > now():
+            return ClaimResult(Claim.BUSY, doc)
+        started = now()
+        transaction.update(
+            ref,
+            {
+                **deliveries,
+                "status": Status.PROCESSING.value,
+                "updated_at": started,
+                f"steps.{agent}.status": StepStatus.RUNNING.value,
+                f"steps.{agent}.started_at": started,
+                f"steps.{agent}.lease_until": started + lease,
+                f"steps.{agent}.attempts": firestore.Increment(1),
+                f"steps.{agent}.revision": revision,
+                "events": firestore.ArrayUnion([_event(agent, "started", revision)]),
+            },
+        )
+        return ClaimResult(Claim.RUN, doc)
+
+    return run(client.transaction())
+
+
+def _finish(
+    client: firestore.Client,
+    workflow_id: str,
+    agent: str,
+    revision: str,
+    step_status: StepStatus,
+    fields: Mapping[str, Any],
+    event: dict[str, Any],
+) -> None:
+    finished = now()
+    workflow_ref(client, workflow_id).update(
+        {
+            **fields,
+            "updated_at": finished,
+            f"steps.{agent}.status": step_status.value,
+            f"steps.{agent}.finished_at": finished,
+            f"steps.{agent}.lease_until": None,
+            f"steps.{agent}.revision": revision,
+            "events": firestore.ArrayUnion([event]),
+        }
+    )
+
+
+def complete_step(
+    client: firestore.Client, workflow_id: str, agent: str, revision: str, output: Mapping[str, Any]
+) -> None:
+    """Record that agent finished its work with this output summary."""
+    _finish(
+        client,
+        workflow_id,
+        agent,
+        revision,
+        StepStatus.DONE,
+        {f"steps.{agent}.output": dict(output), f"steps.{agent}.error": None},
+        _event(agent, "done", revision),
+    )
+
+
+def fail_step(client: firestore.Client, workflow_id: str, agent: str, revision: str, error: str) -> None:
+    """Record that agent failed: the step and the whole workflow end failed, naming both."""
+    _finish(
+        client,
+        workflow_id,
+        agent,
+        revision,
+        StepStatus.FAILED,
+        {
+            f"steps.{agent}.error": error,
+            "status": Status.FAILED.value,
+            "failed_agent": agent,
+            "reason": f"{agent} failed: {error}",
+        },
+        _event(agent, "failed", revision, error=error),
+    )
+
+
+def reject(
+    client: firestore.Client,
+    workflow_id: str,
+    agent: str,
+    revision: str,
+    reason: str,
+    skipped: Iterable[str],
+    output: Mapping[str, Any] | None = None,
+) -> None:
+    """End the workflow as rejected (bad input, not a fault) and mark the steps that will not run."""
+    fields: dict[str, Any] = {
+        f"steps.{agent}.output": dict(output or {}),
+        f"steps.{agent}.error": reason,
+        "status": Status.REJECTED.value,
+        "reason": reason,
+        "completed_at": now(),
+    }
+    for name in skipped:
+        fields[f"steps.{name}.status"] = StepStatus.SKIPPED.value
+    _finish(
+        client, workflow_id, agent, revision, StepStatus.REJECTED, fields, _event(agent, "rejected", revision, reason=reason)
+    )
+
+
+def release(client: firestore.Client, workflow_id: str, agent: str, revision: str, error: str) -> None:
+    """Give the step back after a transient error so that a redelivery can take it."""
+    workflow_ref(client, workflow_id).update(
+        {
+            f"steps.{agent}.status": StepStatus.PENDING.value,
+            f"steps.{agent}.lease_until": None,
+            "events": firestore.ArrayUnion([_event(agent, "released", revision, error=error)]),
+        }
+    )
+
+
+def finalize(
+    client: firestore.Client, workflow_id: str, agent: str, revision: str, depends_on: Iterable[str]
+) -> bool:
+    """Complete the workflow if every dependency is done; True when this call completed it."""
+    needed = tuple(depends_on)
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> bool:
+        ref = workflow_ref(client, workflow_id)
+        doc = ref.get(transaction=transaction).to_dict() or {}
+        steps = doc.get("steps") or {}
+        if doc.get("status") in TERMINAL or steps.get(agent, {}).get("status") == StepStatus.DONE:
+            return False
+        if any(steps.get(name, {}).get("status") != StepStatus.DONE for name in needed):
+            return False
+        finished = now()
+        transaction.update(
+            ref,
+            {
+                "status": Status.COMPLETED.value,
+                "updated_at": finished,
+                "completed_at": finished,
+                f"steps.{agent}.status": StepStatus.DONE.value,
+                f"steps.{agent}.started_at": steps.get(agent, {}).get("started_at") or finished,
+                f"steps.{agent}.finished_at": finished,
+                f"steps.{agent}.lease_until": None,
+                f"steps.{agent}.attempts": firestore.Increment(1),
+                f"steps.{agent}.revision": revision,
+                f"steps.{agent}.output": {"completed_steps": list(needed)},
+                "events": firestore.ArrayUnion([_event(agent, "done", revision)]),
+            },
+        )
+        return True
+
+    return bool(run(client.transaction()))
