@@ -26,6 +26,7 @@ class Settings:
     bucket: str
     environment: str
     missing: tuple[str, ...]
+    topic_prefix: str = ""
     faults: frozenset[str] = field(default_factory=frozenset)
     values: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -40,6 +41,10 @@ class Settings:
         if not value:
             raise ConfigError(f"required setting {key} is not set")
         return value
+
+    def topic(self, name: str) -> str:
+        """The topic this revision really uses for a manifest topic (a verification lane prefixes it)."""
+        return self.topic_prefix + name
 
     def fault(self, name: str) -> bool:
         """True when the named fault switch is on for this revision."""
@@ -83,6 +88,7 @@ def load(spec: ServiceSpec, environ: Mapping[str, str] | None = None) -> Setting
         bucket=env.get("IMAGEFLOW_BUCKET", ""),
         environment=environment,
         missing=missing,
+        topic_prefix=env.get("IMAGEFLOW_TOPIC_PREFIX", ""),
         faults=parse_faults(env.get("IMAGEFLOW_FAULTS", ""), environment),
         values=values,
     )
