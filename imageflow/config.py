@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,9 +43,9 @@ class Settings:
             raise ConfigError(f"required setting {key} is not set")
         return value
 
-    def topic(self, name: str) -> str:
-        """The topic this revision really uses for a manifest topic (a verification lane prefixes it)."""
-        return self.topic_prefix + name
+    def topic(self, name: str, lane: str = "") -> str:
+        """The topic really used for a manifest topic: a verification lane's prefix comes first."""
+        return lane + self.topic_prefix + name
 
     def fault(self, name: str) -> bool:
         """True when the named fault switch is on for this revision."""
@@ -65,6 +66,16 @@ class Settings:
         if not self.ready:
             report["message"] = "missing required settings: " + ", ".join(self.missing)
         return report
+
+
+# A verification lane (temporary topics for candidate revisions) is named by the deploy tool;
+# only this shape is honoured, so a header or attribute cannot point a publish anywhere else.
+LANE_PATTERN = re.compile(r"^lane-[a-z0-9-]{1,40}--$")
+
+
+def lane_or_empty(value: str | None) -> str:
+    """The lane prefix if value is a well-formed lane name, else "" (the live topics)."""
+    return value if value and LANE_PATTERN.fullmatch(value) else ""
 
 
 def parse_faults(raw: str, environment: str) -> frozenset[str]:

@@ -1,0 +1,1 @@
+"""The deployment plan as code: environments, ordered steps, and their executors."""
