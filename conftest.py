@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "fixtures.stack",
+    "fixtures.images",
 ]
