@@ -1,0 +1,1 @@
+"""The local stack runner: emulators, revision router and service processes."""
