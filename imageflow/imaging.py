@@ -58,7 +58,7 @@ def strip_gps(data: bytes) -> tuple[bytes, bool]:
             return _strip_png(data)
         if kind == "WEBP":
             return _strip_webp(data)
-    except Exception as exc:  # noqa: BLE001 - garbage must never raise; anything unwalkable stays as is
+    except Exception as exc:  # garbage must never raise; anything unwalkable stays as is
         # A container too broken to walk cannot be cleaned; the validator will reject it.
         log.info("strip_gps: container not walkable (%s), left unchanged", type(exc).__name__)
     return data, False
@@ -69,7 +69,7 @@ def _clean_exif(payload: bytes) -> tuple[bytes | None, bool]:
     exif = Image.Exif()
     try:
         exif.load(payload)
-    except Exception:  # noqa: BLE001 - Pillow raises many types on bad TIFF; GPS cannot be ruled out
+    except Exception:  # Pillow raises many types on bad TIFF; GPS cannot be ruled out
         return None, True
     if GPS_TAG not in exif:
         return payload, False
@@ -78,7 +78,7 @@ def _clean_exif(payload: bytes) -> tuple[bytes | None, bool]:
     getattr(exif, "_ifds", {}).pop(GPS_TAG, None)
     try:
         cleaned = exif.tobytes()
-    except Exception:  # noqa: BLE001 - an IFD Pillow cannot write back: keep nothing rather than GPS
+    except Exception:  # an IFD Pillow cannot write back: keep nothing rather than GPS
         return None, True
     if not payload.startswith(EXIF_PREFIX):
         cleaned = cleaned[len(EXIF_PREFIX) :]

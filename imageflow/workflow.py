@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from google.cloud import firestore
 
 from imageflow.manifest import Manifest
@@ -88,7 +89,7 @@ def new_document(
     }
 
 
-def _event(agent: str, event: str, revision: str, **extra: Any) -> dict[str, Any]:
+def _event(agent: str, event: str, revision: str, **extra: object) -> dict[str, Any]:
     return {"at": now(), "agent": agent, "event": event, "revision": revision, **extra}
 
 
@@ -133,6 +134,8 @@ def claim(
             return ClaimResult(Claim.CLOSED, doc)
         lease_until = step.get("lease_until")
         if step["status"] == StepStatus.RUNNING and lease_until and lease_until > now():
+            # A concurrent duplicate is still a delivery seen; it is counted, not worked on.
+            transaction.update(ref, deliveries)
             return ClaimResult(Claim.BUSY, doc)
         started = now()
         transaction.update(
@@ -151,7 +154,8 @@ def claim(
         )
         return ClaimResult(Claim.RUN, doc)
 
-    return run(client.transaction())
+    result: ClaimResult = run(client.transaction())
+    return result
 
 
 def _finish(
@@ -229,9 +233,8 @@ def reject(
     }
     for name in skipped:
         fields[f"steps.{name}.status"] = StepStatus.SKIPPED.value
-    _finish(
-        client, workflow_id, agent, revision, StepStatus.REJECTED, fields, _event(agent, "rejected", revision, reason=reason)
-    )
+    event = _event(agent, "rejected", revision, reason=reason)
+    _finish(client, workflow_id, agent, revision, StepStatus.REJECTED, fields, event)
 
 
 def release(client: firestore.Client, workflow_id: str, agent: str, revision: str, error: str) -> None:
@@ -243,6 +246,25 @@ def release(client: firestore.Client, workflow_id: str, agent: str, revision: st
             "events": firestore.ArrayUnion([_event(agent, "released", revision, error=error)]),
         }
     )
+
+
+def count_attempt(client: firestore.Client, workflow_id: str, agent: str) -> None:
+    """Count one more time the work was really done (a repeated run within one delivery)."""
+    workflow_ref(client, workflow_id).update({f"steps.{agent}.attempts": firestore.Increment(1)})
+
+
+def count_delivery(client: firestore.Client, workflow_id: str, agent: str) -> bool:
+    """Count a push delivery for an agent that does not claim (the finalizer); False if no such workflow."""
+    try:
+        workflow_ref(client, workflow_id).update({f"steps.{agent}.deliveries": firestore.Increment(1)})
+    except NotFound:
+        return False
+    return True
+
+
+def mark_published(client: firestore.Client, workflow_id: str, agent: str) -> None:
+    """Record that the step's output message was published (a redelivery must not publish again)."""
+    workflow_ref(client, workflow_id).update({f"steps.{agent}.published": True})
 
 
 def finalize(

@@ -1,0 +1,1 @@
+"""The agents of the reference system: one Pub/Sub-push service per module, listed in pipeline.toml."""

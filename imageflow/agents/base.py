@@ -1,0 +1,425 @@
+"""The shared Pub/Sub push handler of every agent: envelope checks, claim, work, record, publish.
+
+Each delivery is answered on purpose (Pub/Sub redelivers anything but a 2xx):
+  400  a malformed push that can never succeed (one-line reason)
+  404  the workflow (or this agent's step in it) does not exist
+  200  done, a duplicate of done work, a closed workflow, a rejection or an agent failure
+       (the failure is recorded in the workflow document, retrying would not help)
+  503  ask for redelivery: another delivery holds the step, or a transient infrastructure error
+       (the step is released first; a failed publish leaves the step done and unpublished, and
+       the redelivery re-publishes without redoing the work)
+
+Adding an agent = one module in imageflow/agents/ plus one [[agents]] entry in pipeline.toml:
+the module defines NAME, a pure `process(...)` with the business logic, a `handle(job)` that
+feeds it (download, upload) and returns the output summary, and
+`create_app(settings=None) -> create_agent_app(NAME, handle, settings)`. The stack, the deploy
+plan and the suite pick it up from the manifest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import requests
+from flask import Flask, Response, jsonify, request
+from google.api_core import exceptions as google_exceptions
+from google.cloud import firestore
+from werkzeug.exceptions import HTTPException
+
+from imageflow import clients, workflow
+from imageflow.config import Settings, lane_or_empty
+from imageflow.config import load as load_settings
+from imageflow.faults import AgentFaults, unknown
+from imageflow.manifest import AgentSpec, Manifest
+from imageflow.manifest import default as default_manifest
+from imageflow.workflow import Claim, StepStatus
+
+log = logging.getLogger("imageflow.agents")
+
+# Errors that say "the infrastructure is briefly unavailable", not "this image is bad".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    google_exceptions.ServiceUnavailable,
+    google_exceptions.DeadlineExceeded,
+    google_exceptions.TooManyRequests,
+    google_exceptions.InternalServerError,
+    google_exceptions.Aborted,
+    requests.ConnectionError,
+    requests.Timeout,
+    ConnectionError,
+    TimeoutError,
+)
+# Firestore document ids: no slash, bounded; anything else is not a workflow id we issued.
+WORKFLOW_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+MESSAGE_FIELDS = ("workflow_id", "owner", "bucket", "object")
+
+
+class EnvelopeError(ValueError):
+    """The push request is not a usable Pub/Sub push (the message is the one-line reason)."""
+
+
+class Rejected(Exception):
+    """The image is bad input (only the validator raises this): the workflow ends rejected."""
+
+    def __init__(self, reason: str, output: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.output = dict(output or {})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One push delivery, decoded from the envelope."""
+
+    workflow_id: str
+    message: dict[str, str]
+    lane: str
+    message_id: str
+    attempt: int | None
+
+
+@dataclass
+class Job:
+    """What an agent's handler works with: the delivery, its workflow document and the services."""
+
+    delivery: Delivery
+    document: dict[str, Any]
+    settings: Settings
+    spec: AgentSpec
+    manifest: Manifest
+    faults: AgentFaults
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workflow_id(self) -> str:
+        """The workflow this delivery is about."""
+        return self.delivery.workflow_id
+
+    @property
+    def owner(self) -> str:
+        """The uid owning the upload, from the server-written document."""
+        return str(self.document.get("owner") or self.delivery.message.get("owner", ""))
+
+    @property
+    def source(self) -> tuple[str, str]:
+        """(bucket, object) of the original: the document is the authority, the message the fallback."""
+        image = self.document.get("image") or {}
+        bucket = image.get("bucket") or self.delivery.message.get("bucket") or self.settings.bucket
+        name = image.get("object") or self.delivery.message.get("object")
+        if not name:
+            raise ValueError("the workflow names no original image object")
+        return str(bucket), str(name)
+
+    def original_size(self) -> int | None:
+        """Size in bytes of the original in storage (None when it has none recorded)."""
+        bucket, name = self.source
+        blob = clients.storage_client(self.settings.project).bucket(bucket).get_blob(name)
+        if blob is None:
+            raise FileNotFoundError(f"original gs://{bucket}/{name} does not exist")
+        return int(blob.size) if blob.size is not None else None
+
+    def original(self) -> bytes:
+        """The original image bytes from storage."""
+        bucket, name = self.source
+        blob = clients.storage_client(self.settings.project).bucket(bucket).blob(name)
+        try:
+            return bytes(blob.download_as_bytes())
+        except google_exceptions.NotFound as exc:
+            raise FileNotFoundError(f"original gs://{bucket}/{name} does not exist") from exc
+
+    def write(self, name: str, data: bytes, content_type: str) -> None:
+        """Write an object to the service's bucket."""
+        blob = clients.storage_client(self.settings.project).bucket(self.settings.bucket).blob(name)
+        blob.upload_from_string(data, content_type=content_type)
+
+    def fault(self, name: str) -> bool:
+        """True when this agent's fault switch `name` is on."""
+        return self.faults.on(name)
+
+
+Handler = Callable[[Job], Mapping[str, Any]]
+# What an agent records under the fake_done fault: a plausible output without doing the work.
+FakeOutput = Callable[[Job], Mapping[str, Any]]
+
+
+def placeholder_output(job: Job) -> dict[str, Any]:
+    """A fake output naming every manifest output key, for agents without a better fake."""
+    return {key: None for key in job.spec.outputs}
+
+
+def parse_envelope(body: object) -> Delivery:
+    """Decode a Pub/Sub push envelope step by step; raises EnvelopeError naming the first problem."""
+    if not isinstance(body, dict):
+        raise EnvelopeError("request body is not a JSON object")
+    message = body.get("message")
+    if not isinstance(message, dict):
+        raise EnvelopeError("no Pub/Sub message in the envelope")
+    data = message.get("data")
+    if not isinstance(data, str) or not data:
+        raise EnvelopeError("the Pub/Sub message has no data")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EnvelopeError("message data is not base64") from exc
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError("message data is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise EnvelopeError("message data is not a JSON object")
+    workflow_id = payload.get("workflow_id")
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise EnvelopeError("message data has no workflow_id")
+    if not WORKFLOW_ID_PATTERN.fullmatch(workflow_id):
+        raise EnvelopeError("workflow_id is not a valid workflow id")
+    attributes = message.get("attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    lane_value = attributes.get("lane")
+    attempt = body.get("deliveryAttempt")
+    message_id = message.get("messageId") or message.get("message_id") or ""
+    return Delivery(
+        workflow_id=workflow_id,
+        message={k: str(payload[k]) for k in MESSAGE_FIELDS if isinstance(payload.get(k), str)},
+        lane=lane_or_empty(lane_value if isinstance(lane_value, str) else None),
+        message_id=str(message_id),
+        attempt=attempt if isinstance(attempt, int) else None,
+    )
+
+
+def envelope(payload: Mapping[str, Any], attributes: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A push envelope as Pub/Sub sends it (for tests and local tools)."""
+    data = base64.b64encode(json.dumps(dict(payload)).encode()).decode()
+    return {
+        "message": {"data": data, "attributes": dict(attributes or {}), "messageId": "local"},
+        "subscription": "projects/local/subscriptions/local",
+    }
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a delivery ended: HTTP status, a short outcome word, and extra JSON fields."""
+
+    status: int
+    outcome: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Agent:
+    """One agent's delivery logic, independent of Flask so it can be exercised directly."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        manifest: Manifest,
+        settings: Settings,
+        handler: Handler,
+        fake: FakeOutput = placeholder_output,
+    ) -> None:
+        self.spec = spec
+        self.manifest = manifest
+        self.settings = settings
+        self.handler = handler
+        self.fake = fake
+        self.faults = AgentFaults(settings, spec.name)
+        self.lease = timedelta(seconds=spec.deadline_seconds)
+
+    @property
+    def name(self) -> str:
+        """The agent's manifest name."""
+        return self.spec.name
+
+    def db(self) -> firestore.Client:
+        """The server-side Firestore client."""
+        return clients.firestore_client(self.settings.project)
+
+    def publish(self, job: Job) -> None:
+        """Publish the output message to the agent's output topic (in the delivery's lane)."""
+        message = dict(job.delivery.message)
+        message["workflow_id"] = job.workflow_id
+        if job.owner:
+            message.setdefault("owner", job.owner)
+        attributes = {"workflow_id": job.workflow_id}
+        if job.delivery.lane:
+            attributes["lane"] = job.delivery.lane
+        topic = self.settings.topic(self.spec.output_topic, job.delivery.lane)
+        clients.publish(self.settings.project, topic, json.dumps(message).encode(), **attributes)
+
+    def publish_and_mark(self, job: Job) -> Outcome | None:
+        """Publish, then record it; an Outcome (503) when the publish failed."""
+        try:
+            self.publish(job)
+            if self.faults.on("twice"):
+                self.publish(job)
+            workflow.mark_published(self.db(), job.workflow_id, self.name)
+        except Exception as exc:  # any publish failure is worth a redelivery
+            error = type(exc).__name__
+            log.warning("publish failed workflow=%s agent=%s error=%s", job.workflow_id, self.name, error)
+            return Outcome(503, "publish-failed", {"error": f"publish failed: {error}"})
+        return None
+
+    def new_job(self, delivery: Delivery, document: dict[str, Any]) -> Job:
+        """The job handed to the handler."""
+        return Job(delivery, document, self.settings, self.spec, self.manifest, self.faults)
+
+    def deliver(self, delivery: Delivery) -> Outcome:
+        """Claim the step, do the work, record it and publish: the whole life of one delivery."""
+        revision = self.settings.revision
+        result = workflow.claim(self.db(), delivery.workflow_id, self.name, revision, self.lease)
+        if result.claim == Claim.UNKNOWN:
+            return Outcome(404, "unknown-workflow", {"error": "no such workflow or no step for this agent"})
+        if result.claim == Claim.BUSY:
+            return Outcome(503, "busy", {"error": "another delivery is working on this step"})
+        document = result.document or {}
+        job = self.new_job(delivery, document)
+        if result.claim == Claim.CLOSED:
+            return Outcome(200, "closed")
+        if result.claim == Claim.ALREADY_DONE:
+            step = (document.get("steps") or {}).get(self.name) or {}
+            ended_badly = document.get("status") in (workflow.Status.FAILED, workflow.Status.REJECTED)
+            if step.get("status") == StepStatus.DONE and not step.get("published") and not ended_badly:
+                # The work was recorded but its message never left: finish the job, do not redo it.
+                return self.publish_and_mark(job) or Outcome(200, "republished")
+            return Outcome(200, "duplicate")
+        return self.run(job)
+
+    def work(self, job: Job) -> Mapping[str, Any]:
+        """Run the handler, with the generic faults applied around it."""
+        if self.faults.on("slow"):
+            self.faults.block_past(self.spec.deadline_seconds)
+        if self.faults.on("errors"):
+            raise RuntimeError(f"fault {self.name}.errors switched on")
+        if self.faults.on("fake_done"):
+            return self.fake(job)
+        output = self.handler(job)
+        if self.faults.on("twice"):
+            output = self.handler(job)
+            workflow.count_attempt(self.db(), job.workflow_id, self.name)
+        if self.faults.on("wrong_output"):
+            return {}
+        return output
+
+    def run(self, job: Job) -> Outcome:
+        """Do the claimed work and record how it went."""
+        db = self.db()
+        revision = self.settings.revision
+        try:
+            output = self.work(job)
+        except Rejected as rejection:
+            others = [name for name in (job.document.get("steps") or {}) if name != self.name]
+            workflow.reject(
+                db, job.workflow_id, self.name, revision, rejection.reason, others, rejection.output
+            )
+            return Outcome(200, "rejected", {"reason": rejection.reason})
+        except Exception as exc:  # an agent error is recorded, never raised to Pub/Sub
+            if _is_transient(exc):
+                workflow.release(db, job.workflow_id, self.name, revision, f"transient: {type(exc).__name__}")
+                return Outcome(503, "released", {"error": f"transient error: {type(exc).__name__}"})
+            error = _describe(exc)
+            log.warning("agent error workflow=%s agent=%s error=%s", job.workflow_id, self.name, error)
+            workflow.fail_step(db, job.workflow_id, self.name, revision, error)
+            return Outcome(200, "failed", {"error": error})
+        workflow.complete_step(db, job.workflow_id, self.name, revision, output)
+        return self.publish_and_mark(job) or Outcome(200, "done")
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line error for the workflow document (type and message, no traceback)."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _json(status: int, body: Mapping[str, Any]) -> tuple[Response, int]:
+    return jsonify(dict(body)), status
+
+
+def create_agent_app(
+    name: str,
+    handler: Handler,
+    settings: Settings | None = None,
+    *,
+    fake: FakeOutput = placeholder_output,
+    agent_class: type[Agent] = Agent,
+    manifest: Manifest | None = None,
+) -> Flask:
+    """The Flask app of one agent: POST / (push endpoint), /healthz and /readyz."""
+    chosen_manifest = manifest or default_manifest()
+    spec = chosen_manifest.agent(name)
+    chosen = settings or load_settings(spec)
+    agent = agent_class(spec, chosen_manifest, chosen, handler, fake)
+    strange = unknown(chosen.faults, chosen_manifest.agent_names)
+    if strange:
+        log.warning("unknown fault switches ignored: %s", ", ".join(strange))
+    if agent.faults.active:
+        log.warning("agent %s runs with fault switches: %s", name, ", ".join(agent.faults.active))
+
+    app = Flask(f"imageflow.agents.{name}")
+    app.config["AGENT"] = agent
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        return _json(200, {"ok": True})
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        report = chosen.readiness()
+        return _json(200 if chosen.ready else 503, report)
+
+    @app.post("/")
+    def push() -> tuple[Response, int]:
+        started = time.monotonic()
+        workflow_id = "-"
+        outcome = Outcome(500, "error", {"error": "internal error"})
+        try:
+            if agent.faults.on("never_fires"):
+                outcome = Outcome(200, "ignored")
+                return _json(outcome.status, {"outcome": outcome.outcome})
+            if not chosen.ready:
+                missing = ", ".join(chosen.missing)
+                outcome = Outcome(503, "not-ready", {"error": f"missing required settings: {missing}"})
+            else:
+                try:
+                    delivery = parse_envelope(request.get_json(silent=True))
+                except EnvelopeError as exc:
+                    outcome = Outcome(400, "bad-request", {"error": str(exc)})
+                else:
+                    workflow_id = delivery.workflow_id
+                    outcome = agent.deliver(delivery)
+        except Exception as exc:
+            # Firestore itself failing around the work (claim, record): ask for a redelivery.
+            status = 503 if _is_transient(exc) else 500
+            log.exception("delivery error workflow=%s agent=%s", workflow_id, name)
+            outcome = Outcome(status, "error", {"error": f"{type(exc).__name__}"})
+        finally:
+            elapsed_ms = (time.monotonic() - started) * 1000
+            log.info(
+                "delivery workflow=%s agent=%s outcome=%s status=%d ms=%.0f",
+                workflow_id,
+                name,
+                outcome.outcome,
+                outcome.status,
+                elapsed_ms,
+            )
+        return _json(outcome.status, {"outcome": outcome.outcome, **outcome.detail})
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return _json(exc.code or 500, {"error": exc.name})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error in agent %s", name)
+        return _json(500, {"error": "internal error"})
+
+    return app

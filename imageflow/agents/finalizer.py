@@ -1,0 +1,82 @@
+"""The finalizer agent: completes the workflow once every step it depends on is done.
+
+It is triggered by each dependency's output topic, so it hears about one workflow several times;
+workflow.finalize decides in one transaction, so duplicate and concurrent pushes complete it once.
+It does not claim a lease: until the last dependency is done a push is simply acknowledged, and the
+last dependency's message triggers it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flask import Flask
+
+from imageflow import workflow
+from imageflow.agents.base import Agent, Delivery, Job, Outcome, create_agent_app
+from imageflow.config import Settings
+from imageflow.workflow import Status, StepStatus
+
+NAME = "finalizer"
+
+
+def missing_dependencies(document: Mapping[str, Any], depends_on: Iterable[str]) -> list[str]:
+    """The dependencies whose step is not done yet (pure: used for the answer and in tests)."""
+    steps = document.get("steps") or {}
+    return [name for name in depends_on if (steps.get(name) or {}).get("status") != StepStatus.DONE]
+
+
+def handle(job: Job) -> Mapping[str, Any]:
+    """The output summary the finalizer records when it completes a workflow."""
+    return {"completed_steps": list(job.spec.depends_on)}
+
+
+class Finalizer(Agent):
+    """Delivery logic of the finalizer: a transactional completion instead of a claimed step."""
+
+    def deliver(self, delivery: Delivery) -> Outcome:
+        """Complete the workflow if every dependency is done, and announce it once."""
+        db = self.db()
+        revision = self.settings.revision
+        if not workflow.count_delivery(db, delivery.workflow_id, self.name):
+            return Outcome(404, "unknown-workflow", {"error": "no such workflow"})
+        if self.faults.on("slow"):
+            self.faults.block_past(self.spec.deadline_seconds)
+        if self.faults.on("errors"):
+            error = f"RuntimeError: fault {self.name}.errors switched on"
+            workflow.fail_step(db, delivery.workflow_id, self.name, revision, error)
+            return Outcome(200, "failed", {"error": error})
+        depends_on = () if self.faults.on("early") else self.spec.depends_on
+        if self.faults.on("fake_done"):
+            # The step says done, yet the workflow itself is never completed.
+            workflow.complete_step(db, delivery.workflow_id, self.name, revision, handle(self.job(delivery)))
+            completed = False
+        else:
+            completed = workflow.finalize(db, delivery.workflow_id, self.name, revision, depends_on)
+        if completed and self.faults.on("twice"):
+            workflow.finalize(db, delivery.workflow_id, self.name, revision, depends_on)
+            workflow.count_attempt(db, delivery.workflow_id, self.name)
+        if completed and self.faults.on("wrong_output"):
+            workflow.complete_step(db, delivery.workflow_id, self.name, revision, {})
+        document = workflow.workflow_ref(db, delivery.workflow_id).get().to_dict() or {}
+        job = self.new_job(delivery, document)
+        step = (document.get("steps") or {}).get(self.name) or {}
+        if document.get("status") == Status.COMPLETED and step.get("status") == StepStatus.DONE:
+            if step.get("published"):
+                return Outcome(200, "done" if completed else "duplicate")
+            # Completed here, or completed earlier by a delivery whose publish failed.
+            return self.publish_and_mark(job) or Outcome(200, "done" if completed else "republished")
+        if document.get("status") in (Status.FAILED, Status.REJECTED):
+            return Outcome(200, "closed")
+        waiting = missing_dependencies(document, self.spec.depends_on)
+        return Outcome(200, "waiting", {"waiting_for": waiting})
+
+    def job(self, delivery: Delivery) -> Job:
+        """A job without a document (the finalizer reads none before completing)."""
+        return self.new_job(delivery, {})
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The finalizer service."""
+    return create_agent_app(NAME, handle, settings, agent_class=Finalizer)
