@@ -3,4 +3,6 @@
 pytest_plugins = [
     "fixtures.stack",
     "fixtures.images",
+    "fixtures.firestore",
+    "fixtures.pubsub",
 ]

@@ -41,7 +41,9 @@ def _document(**steps: dict[str, Any]) -> dict[str, Any]:
         if fields.get("attempts"):
             started = T0 + timedelta(seconds=offset)
             doc["steps"][name].setdefault("started_at", started)
-            doc["events"].append({"at": started, "agent": name, "event": "started", "revision": fields.get("revision")})
+            doc["events"].append(
+                {"at": started, "agent": name, "event": "started", "revision": fields.get("revision")}
+            )
     return doc
 
 
@@ -72,7 +74,9 @@ def test_agents_that_never_fired_are_named_in_manifest_order() -> None:
 
 @allure.story("A failed agent is named with its error")
 def test_failed_agent_is_named_with_its_error() -> None:
-    doc = _document(validator=_done("v-1"), exif={"status": "failed", "attempts": 1, "error": "EXIF IFD unreadable"})
+    doc = _document(
+        validator=_done("v-1"), exif={"status": "failed", "attempts": 1, "error": "EXIF IFD unreadable"}
+    )
     diagnosis = diagnose(doc, AGENTS)
     assert diagnosis.failed == (("exif", "EXIF IFD unreadable"),)
     assert "failed: exif (error: EXIF IFD unreadable)" in diagnosis.summary()
@@ -134,8 +138,12 @@ def test_timeout_message_names_workflow_deadline_and_findings() -> None:
     )
     message = explain("wf-1", doc, diagnose(doc, AGENTS), 25.0, reached=False)
     assert message.startswith("workflow wf-1 did not complete within 25s")
-    for part in ("never fired: thumbnailer, finalizer", "failed: exif (error: boom)",
-                 "fired twice: analysis (attempts=2)", "revisions: validator=v-1, exif=e-1, analysis=a-1"):
+    for part in (
+        "never fired: thumbnailer, finalizer",
+        "failed: exif (error: boom)",
+        "fired twice: analysis (attempts=2)",
+        "revisions: validator=v-1, exif=e-1, analysis=a-1",
+    ):
         assert part in message
 
 
@@ -156,16 +164,39 @@ def test_deadline_is_critical_path_capped_by_workflow_deadline() -> None:
 
 def test_deadline_follows_the_longest_dependency_chain() -> None:
     data: dict[str, Any] = {
-        "pipeline": {"name": "p", "upload_topic": "up", "dead_letter_topic": "dl", "workflow_deadline_seconds": 100},
+        "pipeline": {
+            "name": "p",
+            "upload_topic": "up",
+            "dead_letter_topic": "dl",
+            "workflow_deadline_seconds": 100,
+        },
         "services": {"dashboard": {"module": "m"}},
         "agents": [
             {"name": "a", "module": "m", "triggers": ["up"], "output_topic": "a-out", "deadline_seconds": 3},
-            {"name": "b", "module": "m", "triggers": ["a-out"], "output_topic": "b-out", "depends_on": ["a"],
-             "deadline_seconds": 5},
-            {"name": "c", "module": "m", "triggers": ["a-out"], "output_topic": "c-out", "depends_on": ["a"],
-             "deadline_seconds": 11},
-            {"name": "d", "module": "m", "triggers": ["b-out", "c-out"], "output_topic": "d-out",
-             "depends_on": ["b", "c"], "deadline_seconds": 2},
+            {
+                "name": "b",
+                "module": "m",
+                "triggers": ["a-out"],
+                "output_topic": "b-out",
+                "depends_on": ["a"],
+                "deadline_seconds": 5,
+            },
+            {
+                "name": "c",
+                "module": "m",
+                "triggers": ["a-out"],
+                "output_topic": "c-out",
+                "depends_on": ["a"],
+                "deadline_seconds": 11,
+            },
+            {
+                "name": "d",
+                "module": "m",
+                "triggers": ["b-out", "c-out"],
+                "output_topic": "d-out",
+                "depends_on": ["b", "c"],
+                "deadline_seconds": 2,
+            },
         ],
     }
     assert critical_path_seconds(manifest_module.parse(data)) == 16
