@@ -83,22 +83,24 @@ def stop_group(
 ) -> None:
     """SIGTERM the process group, wait a bounded time, then SIGKILL whatever is left."""
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        _signal_and_wait(pgid, signal.SIGTERM, grace, popen)
+        if group_alive(pgid):
+            _signal_and_wait(pgid, signal.SIGKILL, 5.0, popen)
+    finally:
+        if popen is not None:
+            # Record the exit status (ECHILD counts as exited) so Popen does not warn "still running".
+            popen.poll()
+
+
+def _signal_and_wait(pgid: int, signum: int, timeout: float, popen: subprocess.Popen[bytes] | None) -> None:
+    try:
+        os.killpg(pgid, signum)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen is not None:
             popen.poll()  # reap our own child so it does not linger as a zombie group member
-        if not group_alive(pgid):
-            return
-        time.sleep(POLL_INTERVAL_SECONDS)  # bounded-poll
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if popen is not None:
-            popen.poll()
         if not group_alive(pgid):
             return
         time.sleep(POLL_INTERVAL_SECONDS)  # bounded-poll

@@ -1,0 +1,220 @@
+"""The revision router: requests forwarded unchanged, atomic switches, zero dropped requests."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from stack import state
+from stack.control import ControlError, RevisionFailed, StackControl
+
+pytestmark = pytest.mark.system
+
+ECHO_COMMAND = (sys.executable, str(Path(__file__).with_name("echo_app.py")))
+REPORT = state.REPO_ROOT / "reports" / "revision-switch.json"
+
+
+def deploy_echo(control: StackControl, **kwargs: object) -> state.RevisionRecord:
+    """A new echo revision (routed unless route=False)."""
+    return control.deploy_revision("echo", command=ECHO_COMMAND, **kwargs)  # type: ignore[arg-type]
+
+
+def test_no_live_revision_answers_503(router_stack: StackControl) -> None:
+    url = router_stack.service("echo").url
+    response = requests.get(url + "/echo", timeout=5)
+    assert response.status_code == 503
+    assert "no live revision" in response.text
+
+
+def test_forwards_method_path_query_headers_and_body(router_stack: StackControl) -> None:
+    revision = deploy_echo(router_stack)
+    url = router_stack.service("echo").url
+    body = b"\x00binary\xffpayload" * 100
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        response = requests.request(
+            method,
+            url + "/echo/a/b%20c?x=1&y=%2F&x=2",
+            data=body,
+            headers={"X-Custom": "value-1", "Authorization": "Bearer t0ken", "Content-Type": "application/x-test"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        echoed = response.json()
+        assert echoed["method"] == method
+        assert echoed["path"] == "/echo/a/b c"
+        assert echoed["query"] == "x=1&y=%2F&x=2"
+        assert echoed["headers"]["X-Custom"] == "value-1"
+        assert echoed["headers"]["Authorization"] == "Bearer t0ken"
+        assert echoed["headers"]["Content-Type"] == "application/x-test"
+        assert echoed["body"].encode("latin-1") == body
+        assert echoed["revision"] == revision.id
+        assert response.headers["X-Echo-Revision"] == revision.id
+    # The Host header is the router's (as Cloud Run forwards the service URL), so redirects stay on it.
+    assert echoed["headers"]["Host"] == url.removeprefix("http://")
+
+
+def test_chunked_request_body_is_forwarded(router_stack: StackControl) -> None:
+    deploy_echo(router_stack)
+    url = router_stack.service("echo").url
+    response = requests.post(url + "/echo", data=iter([b"part-1;", b"part-2"]), timeout=10)
+    assert response.status_code == 200
+    assert response.json()["body"] == "part-1;part-2"
+
+
+def test_redirects_and_cookies_are_passed_through_not_followed(router_stack: StackControl) -> None:
+    deploy_echo(router_stack)
+    url = router_stack.service("echo").url
+    response = requests.get(url + "/redirect", allow_redirects=False, timeout=10)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/target?from=redirect"
+    set_cookies = response.raw.headers.getlist("Set-Cookie")
+    assert len(set_cookies) == 2
+    assert any(c.startswith("session=abc") and "HttpOnly" in c for c in set_cookies)
+    assert any(c.startswith("theme=dark") for c in set_cookies)
+    echoed = requests.get(url + "/echo", cookies={"session": "abc"}, timeout=10).json()
+    assert echoed["cookies"] == {"session": "abc"}
+    assert requests.get(url + "/status/404", timeout=10).status_code == 404
+    head = requests.head(url + "/echo", timeout=10)
+    assert head.status_code == 200
+    assert head.content == b""
+
+
+def test_route_switches_new_requests_and_keeps_old_revision_until_stopped(router_stack: StackControl) -> None:
+    first = deploy_echo(router_stack)
+    second = deploy_echo(router_stack, route=False, tag="candidate")
+    url = router_stack.service("echo").url
+    assert requests.get(url + "/echo", timeout=5).json()["revision"] == first.id
+    # The candidate answers only on its own (tagged) URL.
+    assert requests.get(second.url + "/echo", timeout=5).json()["revision"] == second.id
+    router_stack.route("echo", second.id)
+    assert requests.get(url + "/echo", timeout=5).json()["revision"] == second.id
+    assert router_stack.live_revision("echo").id == second.id  # type: ignore[union-attr]
+    with pytest.raises(ControlError, match="is live"):
+        router_stack.stop_revision("echo", second.id)
+    # Rolling back is routing to the previous revision, still running.
+    router_stack.route("echo", first.id)
+    assert requests.get(url + "/echo", timeout=5).json()["revision"] == first.id
+    router_stack.stop_revision("echo", second.id)
+    states = {r.id: r.state for r in router_stack.revisions("echo")}
+    assert states == {first.id: "live", second.id: "stopped"}
+
+
+def test_in_flight_requests_finish_on_the_old_revision_after_a_switch(router_stack: StackControl) -> None:
+    first = deploy_echo(router_stack)
+    url = router_stack.service("echo").url
+    held: dict[str, object] = {}
+
+    def hold() -> None:
+        held["response"] = requests.get(url + "/hold", timeout=60).json()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    # Wait (bounded) until the router counts the held request as in flight on the first revision.
+    deadline = time.monotonic() + 20
+    while router_stack.routes()["echo"]["in_flight"].get(first.url, 0) < 1:
+        assert time.monotonic() < deadline, "the held request never showed up as in flight"
+        time.sleep(0.05)  # noqa: TID251 bounded-poll
+    second = deploy_echo(router_stack, route=False)
+    router_stack.route("echo", second.id)
+    assert router_stack.routes()["echo"]["in_flight"] == {first.url: 1}
+    assert requests.get(url + "/echo", timeout=5).json()["revision"] == second.id
+    requests.post(first.url + "/release", timeout=5)
+    holder.join(timeout=30)
+    assert held["response"] == {"revision": first.id, "released": True}
+    router_stack.drain("echo", first.url, timeout=10)
+
+
+def test_a_revision_that_is_not_ready_is_stopped_with_its_readiness_message(router_stack: StackControl) -> None:
+    live = deploy_echo(router_stack)
+    with pytest.raises(RevisionFailed, match="missing required settings: ECHO_TOKEN"):
+        deploy_echo(router_stack, env_overrides={"ECHO_REQUIRED": "ECHO_TOKEN"})
+    revisions = router_stack.revisions("echo")
+    assert [r.state for r in revisions] == ["live", "failed"]
+    # Traffic never left the live revision.
+    assert requests.get(router_stack.service("echo").url + "/echo", timeout=5).json()["revision"] == live.id
+
+
+def test_secret_override_values_never_reach_the_state_file(router_stack: StackControl) -> None:
+    deploy_echo(router_stack, env_overrides={"ECHO_API_KEY": "s3cr3t-value", "MODE": "plain"})
+    text = router_stack.state_path.read_text()
+    assert "s3cr3t-value" not in text
+    assert router_stack.revisions("echo")[0].env == {"ECHO_API_KEY": "<secret>", "MODE": "plain"}
+
+
+def test_zero_dropped_requests_during_route_switches(router_stack: StackControl, tmp_path: Path) -> None:
+    """Clients hammer the stable URL while two new revisions are deployed, routed, drained, stopped."""
+    first = deploy_echo(router_stack)
+    url = router_stack.service("echo").url
+    stop = threading.Event()
+    lock = threading.Lock()
+    served: Counter[str] = Counter()
+    failures: list[str] = []
+    sent = 0
+    progress = threading.Condition(lock)
+
+    def client(index: int) -> None:
+        nonlocal sent
+        session = requests.Session()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            body = f"client-{index}-request-{n}"
+            try:
+                response = session.post(url + f"/echo?n={n}", data=body, timeout=30)
+                ok = response.status_code == 200 and response.json()["body"] == body
+                revision = response.json().get("revision", "?") if ok else ""
+                problem = "" if ok else f"HTTP {response.status_code}: {response.text[:100]}"
+            except (requests.RequestException, ValueError) as exc:
+                ok, revision, problem = False, "", repr(exc)
+            with progress:
+                sent += 1
+                if ok:
+                    served[revision] += 1
+                else:
+                    failures.append(problem)
+                progress.notify_all()
+
+    def wait_for(revision_id: str, count: int) -> None:
+        with progress:
+            assert progress.wait_for(lambda: served[revision_id] >= count or failures, timeout=60), (
+                f"revision {revision_id} never served {count} requests through the router"
+            )
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    started = time.monotonic()
+    for thread in clients:
+        thread.start()
+    try:
+        wait_for(first.id, 50)
+        second = deploy_echo(router_stack)  # routes, drains and stops the first
+        wait_for(second.id, 50)
+        third = deploy_echo(router_stack)
+        wait_for(third.id, 50)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    elapsed = time.monotonic() - started
+    states = {r.id: r.state for r in router_stack.revisions("echo")}
+    result = {
+        "sent": sent,
+        "failed": len(failures),
+        "served_per_revision": dict(served),
+        "switches": 2,
+        "seconds": round(elapsed, 2),
+        "requests_per_second": round(sent / elapsed, 1),
+        "failures": failures[:10],
+    }
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(result, indent=2))
+    print(f"revision switch: {json.dumps(result)}")
+    assert failures == [], f"{len(failures)} of {sent} requests failed during the switch: {failures[:3]}"
+    assert states == {first.id: "stopped", second.id: "stopped", third.id: "live"}
+    assert served[first.id] and served[second.id] and served[third.id]
