@@ -2,6 +2,10 @@
 
 pytest_plugins = [
     "fixtures.stack",
+    "fixtures.target",
+    "fixtures.reporting",
+    "fixtures.browser",
+    "fixtures.users",
     "fixtures.images",
     "fixtures.firestore",
     "fixtures.pubsub",
