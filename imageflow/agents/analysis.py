@@ -40,7 +40,7 @@ def dominant_colors(image: Image.Image, count: int = COLOURS) -> list[str]:
 def dhash(image: Image.Image, size: int = HASH_SIZE) -> str:
     """A 64-bit difference hash (brightness gradient between neighbours), as 16 hex digits."""
     small = image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS)
-    pixels = list(small.getdata())
+    pixels = list(small.tobytes())  # mode L: one byte per pixel, row by row
     bits = 0
     for row in range(size):
         for col in range(size):
