@@ -9,4 +9,5 @@ pytest_plugins = [
     "fixtures.images",
     "fixtures.firestore",
     "fixtures.pubsub",
+    "fixtures.uploads",
 ]
