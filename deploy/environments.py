@@ -32,6 +32,7 @@ class Environment:
     dashboard_url: str = ""
     api_key_env: str = ""
     notification_channel: str = ""
+    push_service_account: str = ""
 
     @property
     def is_local(self) -> bool:

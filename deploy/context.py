@@ -1,0 +1,78 @@
+"""What one session run works with: target, manifest, commit, ids and the options it was given."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deploy.environments import Environment
+from imageflow.manifest import Manifest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    """The commit being deployed: $IMAGEFLOW_GIT_COMMIT (CI builds without .git), git HEAD, or "unknown"."""
+    fixed = os.environ.get("IMAGEFLOW_GIT_COMMIT", "")
+    if fixed:
+        return fixed
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def new_run_id() -> str:
+    """A short id for tags, lanes and backups: $IMAGEFLOW_RUN_ID (tests) or time + random."""
+    fixed = os.environ.get("IMAGEFLOW_RUN_ID", "")
+    if fixed:
+        return fixed
+    # Lowercase letters and digits only: it ends up in a Cloud Run tag, a topic name and a path.
+    return datetime.now(UTC).strftime("%m%d%H%M") + secrets.token_hex(2)
+
+
+def rules_file() -> Path:
+    """The firestore.rules this checkout deploys ($IMAGEFLOW_RULES_FILE overrides it in tests)."""
+    return Path(os.environ.get("IMAGEFLOW_RULES_FILE") or REPO / "firestore.rules")
+
+
+@dataclass
+class RunContext:
+    """The inputs of one run of a session."""
+
+    session: str
+    env: Environment
+    manifest: Manifest
+    commit: str
+    run_id: str
+    image: str = ""
+    backup: bool = False
+    smoke: bool = False
+    pytest_args: list[str] = field(default_factory=list)
+    restore_backup: str = ""
+    rules_from: str = ""
+
+    @property
+    def tag(self) -> str:
+        """The Cloud Run tag (and local revision tag) of this run's candidates."""
+        return f"cand-{self.run_id}"
+
+    @property
+    def lane(self) -> str:
+        """The verification lane prefix of this run (matches imageflow.config.LANE_PATTERN)."""
+        return f"lane-{self.run_id}--"
+
+    @property
+    def image_ref(self) -> str:
+        """The container image to deploy: --image, $IMAGEFLOW_IMAGE, or the registry path by commit."""
+        return self.image or os.environ.get("IMAGEFLOW_IMAGE") or (
+            f"{self.env.region}-docker.pkg.dev/{self.env.project}/imageflow/imageflow:{self.commit}"
+        )

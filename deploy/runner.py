@@ -1,0 +1,87 @@
+"""Run a plan's steps in order; on a failure undo exactly what the run changed, newest first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from deploy.record import RunRecord
+from deploy.shell import Shell
+from deploy.steps import Change, Step, StepFailed, VerificationFailed
+
+# Exit codes of every session: CI tells them apart without parsing output.
+EXIT_OK = 0
+EXIT_FAILED = 1  # a step or the verification failed; what changed was rolled back
+EXIT_BAD_INPUT = 2  # refused before any step ran
+EXIT_ROLLBACK_FAILED = 3  # the rollback itself failed: manual commands printed
+
+
+def run_steps(steps: Sequence[Step], changes: list[Change], record: RunRecord, shell: Shell) -> int:
+    """Run steps; on failure roll back the registered changes and return the exit code."""
+    total = len(steps)
+    for index, step in enumerate(steps, start=1):
+        label = f"[{index}/{total}] {step.title}"
+        shell.say(f"{label} ...")
+        entry = record.begin(index, step.key, step.title)
+        started = time.monotonic()
+        try:
+            entry.detail = step.run() or ""
+            if step.check is not None:
+                step.check()
+        except StepFailed as exc:
+            entry.duration_s = round(time.monotonic() - started, 3)
+            entry.status = "failed"
+            entry.detail = str(exc)
+            shell.say(f"{label} ... FAILED in {entry.duration_s:.1f}s: {exc}")
+            if isinstance(exc, VerificationFailed):
+                record.verification.setdefault("passed", False)
+            record.reason = f"{step.title} failed: {exc}"
+            for later in steps[index:]:
+                record.steps.append(type(entry)(index=steps.index(later) + 1, key=later.key, title=later.title,
+                                                status="not run"))
+            return rollback(changes, record, shell)
+        entry.duration_s = round(time.monotonic() - started, 3)
+        entry.status = "done"
+        suffix = f" ({entry.detail})" if entry.detail else ""
+        shell.say(f"{label} ... done in {entry.duration_s:.1f}s{suffix}")
+    record.current = None
+    return EXIT_OK
+
+
+def rollback(changes: list[Change], record: RunRecord, shell: Shell) -> int:
+    """Undo changes newest first; if an undo fails, stop and print the commands left to run."""
+    if not changes:
+        shell.say("rollback: the run changed nothing, nothing to undo")
+        record.decision = "rolled back (nothing changed)"
+        return EXIT_FAILED
+    pending = list(reversed(changes))
+    shell.say(f"rollback: undoing {len(pending)} change(s), newest first")
+    for position, change in enumerate(pending, start=1):
+        label = f"[undo {position}/{len(pending)}] {change.what}"
+        shell.say(f"{label} ...")
+        entry = record.begin(position, "undo", change.what, rollback=True)
+        started = time.monotonic()
+        try:
+            change.undo()
+        except StepFailed as exc:
+            entry.status = "failed"
+            entry.detail = str(exc)
+            entry.duration_s = round(time.monotonic() - started, 3)
+            remaining = [c.manual for c in pending[position - 1 :]]
+            record.manual_commands = remaining
+            record.decision = "ROLLBACK FAILED"
+            shell.say(f"{label} ... FAILED: {exc}")
+            shell.say("!" * 78)
+            shell.say("ROLLBACK FAILED. The environment is half rolled back. Run these by hand, in order:")
+            for command in remaining:
+                shell.say(f"  {command}")
+            shell.say("!" * 78)
+            record.current = None
+            return EXIT_ROLLBACK_FAILED
+        entry.status = "done"
+        entry.duration_s = round(time.monotonic() - started, 3)
+        shell.say(f"{label} ... done in {entry.duration_s:.1f}s")
+    changes.clear()
+    record.decision = "rolled back"
+    record.current = None
+    return EXIT_FAILED

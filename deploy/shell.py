@@ -1,0 +1,102 @@
+"""Run external commands for a step: recorded, echoed, timed; or only printed in a dry run."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from deploy.record import CommandEntry, RunRecord
+from deploy.steps import StepFailed
+
+# Long cloud operations (deploy, export) may take minutes; a hung CLI must still end the step.
+DEFAULT_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command answered."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        """True on exit code 0."""
+        return self.exit_code == 0
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of text (a CLI's error line), or ""."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+class Shell:
+    """Runs commands for the current step of a record; in a dry run prints them and runs nothing."""
+
+    def __init__(self, record: RunRecord, *, dry_run: bool = False, out: TextIO | None = None) -> None:
+        self.record = record
+        self.dry_run = dry_run
+        self.out = out or sys.stdout
+
+    def say(self, text: str) -> None:
+        """Print one line to the terminal."""
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        """Record and print an action that is not a command (an HTTP check, a local call)."""
+        self.say(f"    {text}")
+        self.record.command(CommandEntry(command=text, exit_code=None if self.dry_run else 0, duration_s=0.0))
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        when: str = "",
+        dry_stdout: str = "",
+        secret_output: bool = False,
+        env: Mapping[str, str] | None = None,
+        stream: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Result:
+        """Run argv; raise StepFailed with the CLI's error line when check and it fails."""
+        text = shlex.join(argv)
+        if self.dry_run:
+            self.say(f"    $ {text}" + (f"    # {when}" if when else ""))
+            self.record.command(CommandEntry(command=text, exit_code=None, duration_s=0.0))
+            return Result(tuple(argv), 0, dry_stdout, "")
+        self.say(f"    $ {text}")
+        started = time.monotonic()
+        full_env = {**os.environ, **env} if env else None
+        try:
+            if stream:
+                completed = subprocess.run(list(argv), env=full_env, timeout=timeout, check=False)
+                stdout, stderr = "", ""
+            else:
+                completed = subprocess.run(
+                    list(argv), env=full_env, timeout=timeout, check=False, capture_output=True, text=True
+                )
+                stdout, stderr = completed.stdout, completed.stderr
+            code = completed.returncode
+        except FileNotFoundError as exc:
+            self.record.command(CommandEntry(text, 127, time.monotonic() - started, f"{argv[0]} not found"))
+            raise StepFailed(f"{argv[0]} not found on PATH") from exc
+        except subprocess.TimeoutExpired as exc:
+            self.record.command(CommandEntry(text, None, time.monotonic() - started, f"timed out after {timeout:.0f}s"))
+            raise StepFailed(f"`{text}` did not finish within {timeout:.0f}s") from exc
+        error = "" if code == 0 else last_line(stderr)
+        self.record.command(CommandEntry(text, code, round(time.monotonic() - started, 3), error))
+        if secret_output:
+            stdout = stdout.strip()
+        if code != 0 and check:
+            raise StepFailed(f"`{text}` exited {code}" + (f": {error}" if error else ""))
+        return Result(tuple(argv), code, stdout, stderr)

@@ -1,0 +1,39 @@
+"""The verification step's command: the suite against the candidates (or a stand-in in tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+
+from deploy.context import RunContext
+
+
+def suite_command(ctx: RunContext) -> list[str]:
+    """The pytest command that verifies the candidates; $IMAGEFLOW_VERIFY_COMMAND replaces it (tests only)."""
+    override = os.environ.get("IMAGEFLOW_VERIFY_COMMAND", "")
+    if override:
+        return [*shlex.split(override), *ctx.pytest_args]
+    command = [
+        sys.executable, "-m", "pytest", "tests/e2e", "-p", "no:cacheprovider",
+        f"--junitxml=reports/junit-{ctx.session}-{ctx.run_id}.xml",
+        "--alluredir=reports/allure-results",
+    ]
+    if ctx.smoke:
+        # The production gate runs only the self-cleaning smoke scenarios; destructive ones are refused.
+        command += ["-m", "smoke and not destructive"]
+    return [*command, *ctx.pytest_args]
+
+
+def suite_env(
+    ctx: RunContext, dashboard_url: str, revisions: dict[str, str], urls: dict[str, str], lane: str
+) -> dict[str, str]:
+    """What the suite is told about the candidates it verifies."""
+    return {
+        "IMAGEFLOW_TARGET": ctx.env.name,
+        "IMAGEFLOW_DASHBOARD_URL": dashboard_url,
+        "IMAGEFLOW_LANE": lane,
+        "IMAGEFLOW_EXPECTED_REVISIONS": json.dumps(revisions, sort_keys=True),
+        "IMAGEFLOW_SERVICE_URLS": json.dumps(urls, sort_keys=True),
+    }

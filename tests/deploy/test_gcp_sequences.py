@@ -1,0 +1,220 @@
+"""The Google Cloud executor against fake gcloud/firebase: exact command sequences and the failure paths."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from deploy import cli
+from fixtures.deployment import COMMIT, LANE, RULES_V0, RULES_V1, SERVICES, TAG, Commands, FakeCloud
+
+pytestmark = pytest.mark.deploy
+
+
+def run(*argv: str) -> tuple[int, str]:
+    """Run `python -m deploy ...` in-process; return the exit code and what it printed."""
+    out = io.StringIO()
+    code = cli.main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def commands(cloud: FakeCloud, project: str = "imageflow-staging", env: str = "staging") -> Commands:
+    """Expected command lines for the project of the test."""
+    expected = Commands(project, env, COMMIT, cloud.runs_dir)
+    expected.url_base = cloud.url_base
+    return expected
+
+
+def live(cloud: FakeCloud, service: str) -> str:
+    """The revision with 100 % of a fake service's traffic."""
+    traffic = cloud.state["services"][f"imageflow-{service}"]["traffic"]
+    return next(t["revision"] for t in traffic if t.get("percent") == 100)
+
+
+@pytest.fixture
+def staging(fake_cloud: FakeCloud, rules_history: str) -> FakeCloud:
+    """A staging project that already runs the previous release (deployed from the rules_history commit)."""
+    fake_cloud.seed_live(commit=rules_history)
+    return fake_cloud
+
+
+def test_staging_e2e_runs_the_exact_plan_and_promotes(staging: FakeCloud, rules_history: str) -> None:
+    """Green verification: every step's commands in order, traffic moved only after the suite, record written."""
+    code, output = run("staging_e2e")
+    c = commands(staging)
+    expected = (c.preflight() + c.infrastructure_present() + c.secrets() + c.candidates()
+                + c.rules("imageflow-dashboard-00001-old") + c.lane_open() + c.lane_close() + c.promote()
+                + c.monitoring_present() + c.checklist())
+    assert staging.calls() == expected
+    assert code == 0, output
+    assert all(live(staging, s) != f"imageflow-{s}-00001-old" for s in SERVICES)
+    assert staging.state["rules"]["imageflow-staging"] == RULES_V1
+    assert not [t for t in staging.state["topics"] if t.startswith(LANE)], "lane topics left behind"
+    record = staging.record()
+    assert record["decision"] == "promoted" and record["exit_code"] == 0
+    assert record["revisions_before"] == {s: f"imageflow-{s}-00001-old" for s in SERVICES}
+    assert record["revisions_after"] == {s: live(staging, s) for s in SERVICES}
+    assert record["verification"]["passed"] is True and record["verification"]["lane"] == LANE
+    assert "[3/8] deploy candidates ... done in" in output
+    assert (staging.runs_dir / (staging.runs_dir.glob("*.json").__next__().stem + ".md")).exists()
+
+
+def test_production_gate_backs_up_first_and_needs_confirmation(fake_cloud: FakeCloud, rules_history: str) -> None:
+    """Production: refused without confirmation; with it the backup comes before any change."""
+    fake_cloud.seed_live(project="imageflow-production", commit=rules_history)
+    code, _ = run("production_gate")
+    assert code == 2 and fake_cloud.calls() == []
+    code, output = run("production_gate", "--confirm")
+    assert code == 0, output
+    c = commands(fake_cloud, "imageflow-production", "production")
+    backup = "gs://imageflow-production-backups/backup-t1"
+    expected = (c.preflight() + c.infrastructure_present() + c.secrets()
+                + [c.g("firestore", "export", backup, "--format=json")] + c.candidates()
+                + c.rules("imageflow-dashboard-00001-old") + c.lane_open() + c.lane_close() + c.promote()
+                + c.monitoring_present() + c.checklist())
+    assert fake_cloud.calls() == expected
+    assert fake_cloud.record()["backup"] == backup
+    assert fake_cloud.state["exports"] == [backup]
+
+
+def test_red_verification_rolls_back_exactly_and_exits_non_zero(
+    staging: FakeCloud, rules_history: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Suite red: lane closed, rules of the previous commit redeployed, candidate tags removed, traffic untouched."""
+    monkeypatch.setenv("IMAGEFLOW_VERIFY_COMMAND", "python3 -c 'raise SystemExit(1)'")
+    code, output = run("staging_e2e")
+    assert code == 1, output
+    c = commands(staging)
+    undo = [f"git -C {staging.rules_path.parent / 'rules-repo'} show {rules_history}:firestore.rules"]
+    expected = (c.preflight() + c.infrastructure_present() + c.secrets() + c.candidates()
+                + c.rules("imageflow-dashboard-00001-old") + c.lane_open() + c.lane_close()
+                + [c.firebase(rules_history)] + [c.remove_tag(s) for s in reversed(SERVICES)])
+    assert staging.calls() == [line for line in expected if not line.startswith("git ")]
+    assert undo  # git show is a local command: checked through the record below
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    assert staging.state["rules"]["imageflow-staging"] == RULES_V0
+    assert not any(t.get("tag") for s in staging.state["services"].values() for t in s["traffic"])
+    record = staging.record()
+    assert record["decision"] == "rolled back" and record["exit_code"] == 1
+    assert record["verification"]["passed"] is False
+    assert any(cmd["command"] == undo[0] for e in record["rollback"] for cmd in e["commands"])
+
+
+def test_deploy_failing_midway_undoes_only_what_changed(staging: FakeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exif deploy fails: the three earlier candidates lose their tags, nothing else is touched."""
+    monkeypatch.setenv("FAKE_CLOUD_FAIL", "deploy imageflow-exif")
+    code, output = run("staging_e2e")
+    assert code == 1
+    c = commands(staging)
+    done = SERVICES[: SERVICES.index("exif")]
+    expected = (c.preflight() + c.infrastructure_present() + c.secrets() + c.candidates(done)
+                + [c.describe("exif"), c.deploy("exif")] + [c.remove_tag(s) for s in reversed(done)])
+    assert staging.calls() == expected
+    assert "ERROR: (gcloud.run.deploy)" in output
+    assert staging.state["rules"]["imageflow-staging"] == RULES_V1, "rules were never deployed, so never touched"
+    assert staging.record()["steps"][3]["status"] == "failed"
+
+
+def test_promotion_failing_midway_routes_back(staging: FakeCloud, rules_history: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traffic already moved for some services goes back to their previous revisions, newest change first."""
+    monkeypatch.setenv("FAKE_CLOUD_FAIL", "update-traffic imageflow-exif --to-tags")
+    code, _ = run("staging_e2e")
+    assert code == 1
+    c = commands(staging)
+    moved = SERVICES[: SERVICES.index("exif")]
+    tail = staging.calls()[-(len(moved) + 1 + len(SERVICES)):]
+    assert tail == ([c.route_back(s, f"imageflow-{s}-00001-old") for s in reversed(moved)]
+                    + [c.firebase(rules_history)] + [c.remove_tag(s) for s in reversed(SERVICES)])
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+
+
+def test_rollback_that_fails_stops_loudly_with_manual_commands(
+    staging: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An undo fails: exit 3, the rest is not attempted, the remaining commands are printed and recorded."""
+    monkeypatch.setenv("IMAGEFLOW_VERIFY_COMMAND", "python3 -c 'raise SystemExit(1)'")
+    monkeypatch.setenv("FAKE_CLOUD_FAIL", f"update-traffic imageflow-exif --remove-tags={TAG}")
+    code, output = run("staging_e2e")
+    assert code == 3
+    c = commands(staging)
+    remaining = [c.remove_tag(s) for s in ("exif", "thumbnailer", "validator", "dashboard")]
+    assert "ROLLBACK FAILED" in output
+    for line in remaining:
+        assert f"  {line}" in output
+    assert staging.calls()[-1] == remaining[0], "nothing was attempted after the failed undo"
+    record = staging.record()
+    assert record["manual_commands"] == remaining and record["decision"] == "ROLLBACK FAILED"
+
+
+def test_unready_service_after_promotion_rolls_everything_back(staging: FakeCloud) -> None:
+    """The post-launch checklist is red: promotion is undone too, and the record says why."""
+    state = staging.state
+    state["unready_services"] = ["imageflow-analysis"]
+    staging.write(state)
+    code, _ = run("staging_e2e")
+    assert code == 1
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    assert "imageflow-analysis not ready" in staging.record()["reason"]
+
+
+def test_missing_secret_fails_before_any_change(staging: FakeCloud) -> None:
+    """A secret without an enabled version: the plan stops at the secrets step, nothing to undo."""
+    state = staging.state
+    del state["secrets"]["imageflow-firebase-api-key"]
+    staging.write(state)
+    code, output = run("staging_e2e")
+    assert code == 1
+    assert "secret imageflow-firebase-api-key has no enabled latest version" in output
+    assert not any(" deploy " in f" {line} " for line in staging.calls())
+
+
+def test_first_deploy_creates_infrastructure_and_services(fake_cloud: FakeCloud, rules_history: str) -> None:
+    """An empty project: topics created, services created with traffic, subscriptions once services exist."""
+    state = fake_cloud.state
+    state["secrets"] = {"imageflow-session-secret": "ENABLED", "imageflow-firebase-api-key": "ENABLED"}
+    fake_cloud.write(state)
+    code, output = run("staging_e2e", "--rules-from", rules_history)
+    assert code == 0, output
+    c = commands(fake_cloud)
+    calls = fake_cloud.calls()
+    assert c.deploy("validator", new=True) in calls
+    manifest = c.manifest
+    assert set(fake_cloud.state["topics"]) == set(manifest.topics)
+    assert set(fake_cloud.state["subscriptions"]) == {
+        manifest.subscription_name(a.name, t) for a in manifest.agents for t in a.triggers}
+    assert f"gs://imageflow-staging-uploads" in fake_cloud.state["buckets"]
+
+
+def test_rollback_session_restores_previous_revisions_rules_and_named_backup(
+    fake_cloud: FakeCloud, rules_history: str
+) -> None:
+    """After a release: rollback routes to the previous revisions, redeploys old rules, imports the backup."""
+    fake_cloud.seed_live(project="imageflow-production", commit=rules_history)
+    assert run("production_gate", "--confirm")[0] == 0
+    fake_cloud.clear_log()
+    code, output = run("rollback", "--env", "production", "--confirm", "--restore-backup", "backup-t1")
+    assert code == 0, output
+    c = commands(fake_cloud, "imageflow-production", "production")
+    finds: list[str] = []
+    for s in SERVICES:
+        finds += [c.describe(s), c.run("revisions", "list", f"--service=imageflow-{s}", "--format=json")]
+    expected = c.preflight() + finds + [
+        c.run("revisions", "describe", "imageflow-dashboard-00001-old", "--format=json"),
+        *[c.route_back(s, f"imageflow-{s}-00001-old") for s in SERVICES],
+        c.firebase(rules_history),
+        c.g("firestore", "import", "gs://imageflow-production-backups/backup-t1"),
+    ]
+    assert fake_cloud.calls() == expected
+    assert all(live(fake_cloud, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    assert fake_cloud.state["rules"]["imageflow-production"] == RULES_V0
+    assert fake_cloud.state["imports"] == ["gs://imageflow-production-backups/backup-t1"]
+
+
+def test_rollback_session_without_flag_never_restores_data(staging: FakeCloud) -> None:
+    """Data is restored only with an explicit --restore-backup."""
+    assert run("staging_e2e")[0] == 0
+    assert run("rollback", "--env", "staging")[0] == 0
+    assert staging.state["imports"] == []
+    assert not any("firestore import" in line for line in staging.calls())
