@@ -1,0 +1,659 @@
+"""The agents against the real Firestore, Pub/Sub and Storage emulators, through their Flask apps.
+
+Uses the emulators named by FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST
+when all are set, else the `local_stack` fixture. Every topic is created under a prefix unique to
+this module (IMAGEFLOW_TOPIC_PREFIX as a deployed agent would have it), so the agents of a running
+stack never see these messages and these tests never see theirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import io
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from google.api_core import exceptions as google_exceptions
+from google.cloud import firestore, pubsub_v1, storage
+from PIL import Image
+from werkzeug.test import TestResponse
+
+from fixtures import images
+from imageflow import clients, config, workflow
+from imageflow.agents import base
+from imageflow.manifest import Manifest
+from imageflow.manifest import default as default_manifest
+
+pytestmark = pytest.mark.system
+
+MANIFEST = default_manifest()
+EMULATOR_KEYS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
+DEFAULT_PROJECT = "demo-imageflow"
+DEFAULT_BUCKET = "imageflow-uploads"
+# How long a pull waits for a message that must already be there (the publish was awaited).
+PULL_TIMEOUT_SECONDS = 5.0
+REVISION = "agents-test-00001"
+
+
+def unique(prefix: str) -> str:
+    """A greppable unique name: <prefix>-<worker>-<random>."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"{prefix}-{worker}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Backend:
+    """The emulators this module talks to, and the topic prefix it owns."""
+
+    project: str
+    bucket_name: str
+    prefix: str
+    db: firestore.Client
+    bucket: storage.Bucket
+    publisher: pubsub_v1.PublisherClient
+    subscriber: pubsub_v1.SubscriberClient
+
+    def tap(self, topic: str) -> str:
+        """The pull subscription that records what was published to a (prefixed) topic."""
+        return self.subscriber.subscription_path(self.project, f"{topic}--tap")
+
+    def published(self, topic: str, workflow_id: str, expect: int = 1) -> list[dict[str, Any]]:
+        """A workflow's messages on a topic: waits (bounded) for `expect`, then checks there are no more."""
+        messages: list[dict[str, Any]] = []
+        subscription = self.tap(topic)
+        # Each publish was awaited before the agent answered, so the messages are already there;
+        # once `expect` arrived, one short extra pull proves there is no surplus.
+        for _ in range(expect + 3):
+            wait = PULL_TIMEOUT_SECONDS if len(messages) < expect else 1.0
+            try:
+                response = self.subscriber.pull(
+                    request={"subscription": subscription, "max_messages": 20}, timeout=wait
+                )
+            except google_exceptions.DeadlineExceeded:
+                response = None
+            received = list(response.received_messages) if response else []
+            if received:
+                ack_ids = [m.ack_id for m in received]
+                self.subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+            for item in received:
+                # Leftovers of earlier tests on this module's topics are acknowledged and ignored.
+                if item.message.attributes.get("workflow_id") == workflow_id:
+                    data = json.loads(item.message.data)
+                    messages.append({"data": data, "attributes": dict(item.message.attributes)})
+            if not received and len(messages) >= expect:
+                break
+        return messages
+
+
+@pytest.fixture(scope="module")
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The emulators, a bucket and this module's prefixed topics with pull taps (deleted after)."""
+    if not all(os.environ.get(key) for key in EMULATOR_KEYS):
+        request.getfixturevalue("local_stack")
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
+    os.environ.setdefault("GOOGLE_CLOUD_PROJECT", project)
+    bucket_name = os.environ.get("IMAGEFLOW_BUCKET") or DEFAULT_BUCKET
+    storage_client = clients.storage_client(project)
+    try:
+        bucket = storage_client.get_bucket(bucket_name)
+    except google_exceptions.NotFound:
+        bucket = storage_client.create_bucket(bucket_name)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    prefix = unique("agents") + "--"
+    lanes = ("", "lane-itest--")
+    created: list[tuple[str, str]] = []
+    try:
+        for lane in lanes:
+            for spec in MANIFEST.agents:
+                topic = f"{lane}{prefix}{spec.output_topic}"
+                topic_path = publisher.topic_path(project, topic)
+                subscription = subscriber.subscription_path(project, f"{topic}--tap")
+                # Registered before the create, so a half-made pair is still removed.
+                created.append((topic_path, subscription))
+                publisher.create_topic(name=topic_path)
+                subscriber.create_subscription(name=subscription, topic=topic_path)
+        yield Backend(
+            project,
+            bucket_name,
+            prefix,
+            clients.firestore_client(project),
+            bucket,
+            publisher,
+            subscriber,
+        )
+    finally:
+        for topic_path, subscription in created:
+            with contextlib.suppress(google_exceptions.NotFound):
+                subscriber.delete_subscription(subscription=subscription)
+            with contextlib.suppress(google_exceptions.NotFound):
+                publisher.delete_topic(topic=topic_path)
+
+
+@dataclass
+class Upload:
+    """A workflow document and its original in storage, made for one test."""
+
+    workflow_id: str
+    owner: str
+    object_name: str
+    data: bytes
+
+    def message(self, bucket: str) -> dict[str, str]:
+        """The message data the dashboard publishes for this upload."""
+        return {
+            "workflow_id": self.workflow_id,
+            "owner": self.owner,
+            "bucket": bucket,
+            "object": self.object_name,
+        }
+
+
+MakeUpload = Callable[..., Upload]
+
+
+@pytest.fixture
+def make_upload(backend: Backend, request: pytest.FixtureRequest) -> MakeUpload:
+    """Factory: an uploaded image with its workflow document; both deleted after the test."""
+
+    def make(kind: str = "plain_jpeg", done: Sequence[str] = (), data: bytes | None = None) -> Upload:
+        workflow_id = unique("e2e-agents")
+        owner = unique("uid")
+        sample = images.SAMPLES[kind]
+        content = sample.generate() if data is None else data
+        object_name = f"originals/{owner}/{workflow_id}/{sample.filename}"
+        ref = workflow.workflow_ref(backend.db, workflow_id)
+        request.addfinalizer(ref.delete)
+        request.addfinalizer(lambda: _delete_prefix(backend.bucket, f"originals/{owner}/"))
+        request.addfinalizer(lambda: _delete_prefix(backend.bucket, f"thumbnails/{owner}/"))
+        backend.bucket.blob(object_name).upload_from_string(content, content_type=sample.content_type)
+        image = {
+            "bucket": backend.bucket_name,
+            "object": object_name,
+            "filename": sample.filename,
+            "content_type": sample.content_type,
+            "bytes": len(content),
+            "gps_removed": False,
+        }
+        document = workflow.new_document(workflow_id, owner, image, MANIFEST)
+        for name in done:
+            document["steps"][name].update(status="done", attempts=1, published=True, output={})
+        ref.set(document)
+        return Upload(workflow_id, owner, object_name, content)
+
+    return make
+
+
+def _delete_prefix(bucket: storage.Bucket, prefix: str) -> None:
+    for blob in bucket.list_blobs(prefix=prefix):
+        blob.delete()
+
+
+MakeApp = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(backend: Backend) -> MakeApp:
+    """Factory: an agent's Flask app with this module's prefix, optional faults and manifest."""
+
+    def make(name: str, faults: str = "", manifest: Manifest | None = None) -> Flask:
+        chosen = manifest or MANIFEST
+        environ = {
+            "GOOGLE_CLOUD_PROJECT": backend.project,
+            "IMAGEFLOW_BUCKET": backend.bucket_name,
+            "K_REVISION": REVISION,
+            "IMAGEFLOW_TOPIC_PREFIX": backend.prefix,
+            "IMAGEFLOW_FAULTS": faults,
+        }
+        settings = config.load(chosen.agent(name), environ)
+        module = importlib.import_module(chosen.agent(name).module)
+        if manifest is None:
+            app: Flask = module.create_app(settings)
+            return app
+        # A changed manifest (e.g. a short deadline): the same handler through the shared factory.
+        agent_class = getattr(module, "Finalizer", base.Agent)
+        fake = getattr(module, "fake_output", base.placeholder_output)
+        return base.create_agent_app(
+            name, module.handle, settings, fake=fake, agent_class=agent_class, manifest=manifest
+        )
+
+    return make
+
+
+def push(
+    app: Flask, upload: Upload, bucket: str, attributes: Mapping[str, str] | None = None
+) -> TestResponse:
+    """Deliver the upload's message to the agent as a Pub/Sub push would."""
+    envelope = base.envelope(
+        upload.message(bucket), {"workflow_id": upload.workflow_id, **(attributes or {})}
+    )
+    return app.test_client().post("/", json=envelope)
+
+
+def document(backend: Backend, upload: Upload) -> dict[str, Any]:
+    snapshot = workflow.workflow_ref(backend.db, upload.workflow_id).get()
+    assert snapshot.exists, f"workflow {upload.workflow_id} is gone"
+    return snapshot.to_dict() or {}
+
+
+def step(backend: Backend, upload: Upload, name: str) -> dict[str, Any]:
+    return dict(document(backend, upload)["steps"][name])
+
+
+def output_topic(backend: Backend, name: str, lane: str = "") -> str:
+    return f"{lane}{backend.prefix}{MANIFEST.agent(name).output_topic}"
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+# --- each agent does its job -------------------------------------------------------------------
+
+
+def test_validator_records_its_verdict_then_publishes(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("jpeg_with_exif_gps")
+    response = push(make_app("validator"), upload, backend.bucket_name)
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["outcome"] == "done"
+    recorded = step(backend, upload, "validator")
+    assert recorded["status"] == "done"
+    assert (recorded["attempts"], recorded["deliveries"]) == (1, 1)
+    assert recorded["revision"] == REVISION
+    assert recorded["published"] is True
+    assert set(MANIFEST.agent("validator").outputs) <= set(recorded["output"])
+    assert recorded["output"]["format"] == "JPEG"
+    assert recorded["output"]["bytes"] == len(upload.data)
+    assert document(backend, upload)["status"] == "processing"
+    [message] = backend.published(output_topic(backend, "validator"), upload.workflow_id)
+    assert message["data"] == upload.message(backend.bucket_name)
+    assert message["attributes"] == {"workflow_id": upload.workflow_id}
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("corrupt_jpeg", "file is truncated"),
+        ("svg", "format SVG is not allowed"),
+        ("decompression_bomb_png", "image is 900000000 pixels, over the limit of 40000000"),
+        ("text_as_jpg", "not a decodable image"),
+    ],
+)
+def test_validator_rejects_bad_input_and_skips_every_other_step(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp, kind: str, reason: str
+) -> None:
+    upload = make_upload(kind)
+    response = push(make_app("validator"), upload, backend.bucket_name)
+
+    assert response.status_code == 200
+    assert response.get_json() == {"outcome": "rejected", "reason": reason}
+    doc = document(backend, upload)
+    assert doc["status"] == "rejected"
+    assert doc["reason"] == reason
+    assert doc["steps"]["validator"]["status"] == "rejected"
+    others = {name: doc["steps"][name]["status"] for name in MANIFEST.agent_names if name != "validator"}
+    assert set(others.values()) == {"skipped"}, others
+    assert backend.published(output_topic(backend, "validator"), upload.workflow_id, expect=0) == []
+
+
+def test_thumbnailer_writes_the_thumbnail_it_reports(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("png_with_alpha", done=["validator"])
+    response = push(make_app("thumbnailer"), upload, backend.bucket_name)
+
+    assert response.status_code == 200, response.get_json()
+    output = step(backend, upload, "thumbnailer")["output"]
+    assert output["object"] == f"thumbnails/{upload.owner}/{upload.workflow_id}.png"
+    stored = backend.bucket.blob(output["object"])
+    thumbnail = decode(stored.download_as_bytes())
+    assert thumbnail.format == "PNG"
+    assert thumbnail.mode == "RGBA"
+    assert thumbnail.size == (output["width"], output["height"]) == (256, 192)
+    assert len(backend.published(output_topic(backend, "thumbnailer"), upload.workflow_id)) == 1
+
+
+def test_exif_agent_never_stores_the_location(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    # The original still has GPS here (as if the dashboard had failed to strip it).
+    upload = make_upload("jpeg_with_exif_gps", done=["validator"])
+    response = push(make_app("exif"), upload, backend.bucket_name)
+
+    assert response.status_code == 200, response.get_json()
+    recorded = step(backend, upload, "exif")
+    assert recorded["output"]["camera"] == f"{images.CAMERA_MAKE} {images.CAMERA_MODEL}"
+    assert recorded["output"]["orientation"] == images.ORIENTATION
+    stored = json.dumps(document(backend, upload)["steps"], default=str).lower()
+    assert "gps" not in stored
+    assert "52.51" not in stored
+    assert len(backend.published(output_topic(backend, "exif"), upload.workflow_id)) == 1
+
+
+def test_analysis_records_colours_hash_and_brightness(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("webp", done=["validator"])
+    response = push(make_app("analysis"), upload, backend.bucket_name)
+
+    assert response.status_code == 200, response.get_json()
+    output = step(backend, upload, "analysis")["output"]
+    assert set(MANIFEST.agent("analysis").outputs) <= set(output)
+    assert len(output["phash"]) == 16
+    assert (output["width"], output["height"]) == (500, 375)
+    assert len(backend.published(output_topic(backend, "analysis"), upload.workflow_id)) == 1
+
+
+def test_the_lane_of_a_delivery_is_kept_on_its_output(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("tiny_png", done=["validator"])
+    response = push(make_app("analysis"), upload, backend.bucket_name, {"lane": "lane-itest--"})
+
+    assert response.status_code == 200, response.get_json()
+    [message] = backend.published(output_topic(backend, "analysis", lane="lane-itest--"), upload.workflow_id)
+    assert message["attributes"] == {"workflow_id": upload.workflow_id, "lane": "lane-itest--"}
+    assert backend.published(output_topic(backend, "analysis"), upload.workflow_id, expect=0) == []
+
+
+# --- the finalizer -----------------------------------------------------------------------------
+
+
+def test_finalizer_waits_for_every_dependency_then_completes_once(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    dependencies = MANIFEST.agent("finalizer").depends_on
+    upload = make_upload("plain_jpeg", done=["validator", *dependencies[:-1]])
+    app = make_app("finalizer")
+
+    early = push(app, upload, backend.bucket_name)
+    assert early.status_code == 200
+    assert early.get_json() == {"outcome": "waiting", "waiting_for": [dependencies[-1]]}
+    assert document(backend, upload)["status"] != "completed"
+
+    workflow.workflow_ref(backend.db, upload.workflow_id).update({f"steps.{dependencies[-1]}.status": "done"})
+    assert push(app, upload, backend.bucket_name).get_json()["outcome"] == "done"
+    assert push(app, upload, backend.bucket_name).get_json()["outcome"] == "duplicate"
+
+    doc = document(backend, upload)
+    assert doc["status"] == "completed"
+    assert doc["completed_at"] is not None
+    final = doc["steps"]["finalizer"]
+    assert (final["status"], final["attempts"], final["deliveries"]) == ("done", 1, 3)
+    assert final["output"] == {"completed_steps": list(dependencies)}
+    [message] = backend.published(output_topic(backend, "finalizer"), upload.workflow_id)
+    assert message["data"]["workflow_id"] == upload.workflow_id
+
+
+def test_concurrent_finalizer_pushes_complete_the_workflow_once(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator", *MANIFEST.agent("finalizer").depends_on])
+    app = make_app("finalizer")
+    outcomes = run_concurrently(lambda: push(app, upload, backend.bucket_name), 3)
+
+    assert sorted(r.get_json()["outcome"] for r in outcomes).count("done") == 1
+    assert all(r.status_code == 200 for r in outcomes)
+    final = step(backend, upload, "finalizer")
+    assert (final["attempts"], final["deliveries"]) == (1, 3)
+    assert len(backend.published(output_topic(backend, "finalizer"), upload.workflow_id)) == 1
+
+
+# --- idempotency: duplicate deliveries --------------------------------------------------------
+
+
+def run_concurrently(action: Callable[[], TestResponse], count: int) -> list[TestResponse]:
+    """Run action in count threads released together; every result, or the first error."""
+    barrier = threading.Barrier(count)
+    results: list[TestResponse] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(action())
+        except BaseException as exc:  # re-raised in the test thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a delivery never returned within 60 s"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_the_same_push_twice_in_a_row_is_processed_once(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg")
+    app = make_app("validator")
+    first = push(app, upload, backend.bucket_name)
+    second = push(app, upload, backend.bucket_name)
+
+    assert (first.status_code, first.get_json()["outcome"]) == (200, "done")
+    assert (second.status_code, second.get_json()["outcome"]) == (200, "duplicate")
+    recorded = step(backend, upload, "validator")
+    assert (recorded["status"], recorded["attempts"], recorded["deliveries"]) == ("done", 1, 2)
+    assert len(backend.published(output_topic(backend, "validator"), upload.workflow_id)) == 1
+
+
+def test_the_same_push_twice_at_once_is_processed_once(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("large_jpeg", done=["validator"])
+    app = make_app("thumbnailer")
+    responses = run_concurrently(lambda: push(app, upload, backend.bucket_name), 2)
+
+    outcomes = sorted((r.status_code, r.get_json()["outcome"]) for r in responses)
+    # The loser either saw the live lease (503, redelivered later) or the finished step (200).
+    assert outcomes in ([(200, "done"), (200, "duplicate")], [(200, "done"), (503, "busy")]), outcomes
+    recorded = step(backend, upload, "thumbnailer")
+    assert (recorded["status"], recorded["attempts"], recorded["deliveries"]) == ("done", 1, 2)
+    assert recorded["output"]["width"] == 256
+    assert len(backend.published(output_topic(backend, "thumbnailer"), upload.workflow_id)) == 1
+    # The redelivery Pub/Sub makes after a 503 is acknowledged without redoing the work.
+    assert push(app, upload, backend.bucket_name).get_json()["outcome"] == "duplicate"
+    assert step(backend, upload, "thumbnailer")["attempts"] == 1
+
+
+def test_unknown_workflow_is_404(backend: Backend, make_app: MakeApp) -> None:
+    ghost = Upload(unique("e2e-agents-ghost"), "nobody", "originals/nobody/x.jpg", b"")
+    for name in MANIFEST.agent_names:
+        response = push(make_app(name), ghost, backend.bucket_name)
+        assert response.status_code == 404, name
+        assert response.is_json
+
+
+# --- errors: agent, transient, publish ---------------------------------------------------------
+
+
+def test_an_agent_error_fails_the_workflow_naming_the_agent(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    # The original vanished: a real processing error, not a transient one.
+    backend.bucket.blob(upload.object_name).delete()
+    response = push(make_app("analysis"), upload, backend.bucket_name)
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "failed"
+    doc = document(backend, upload)
+    assert doc["status"] == "failed"
+    assert doc["failed_agent"] == "analysis"
+    assert doc["reason"].startswith("analysis failed: FileNotFoundError")
+    assert doc["steps"]["analysis"]["status"] == "failed"
+
+
+def test_a_transient_error_releases_the_step_and_asks_for_redelivery(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    environ = {"GOOGLE_CLOUD_PROJECT": backend.project, "IMAGEFLOW_BUCKET": backend.bucket_name}
+    settings = config.load(MANIFEST.agent("exif"), {**environ, "IMAGEFLOW_TOPIC_PREFIX": backend.prefix})
+    calls: list[str] = []
+
+    def flaky(job: base.Job) -> dict[str, Any]:
+        calls.append(job.workflow_id)
+        if len(calls) == 1:
+            raise google_exceptions.ServiceUnavailable("storage briefly unavailable")
+        return {"camera": None, "taken_at": None, "orientation": None}
+
+    app = base.create_agent_app("exif", flaky, settings)
+    first = push(app, upload, backend.bucket_name)
+    assert first.status_code == 503
+    assert first.get_json()["outcome"] == "released"
+    assert step(backend, upload, "exif")["status"] == "pending"
+
+    second = push(app, upload, backend.bucket_name)
+    assert second.status_code == 200
+    recorded = step(backend, upload, "exif")
+    assert (recorded["status"], recorded["attempts"], recorded["deliveries"]) == ("done", 2, 2)
+
+
+def test_a_failed_publish_is_retried_without_redoing_the_work(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    app = make_app("analysis")
+    topic = output_topic(backend, "analysis")
+    topic_path = backend.publisher.topic_path(backend.project, topic)
+    backend.subscriber.delete_subscription(subscription=backend.tap(topic))
+    backend.publisher.delete_topic(topic=topic_path)
+    try:
+        first = push(app, upload, backend.bucket_name)
+    finally:
+        backend.publisher.create_topic(name=topic_path)
+        backend.subscriber.create_subscription(name=backend.tap(topic), topic=topic_path)
+
+    assert first.status_code == 503
+    assert first.get_json()["outcome"] == "publish-failed"
+    recorded = step(backend, upload, "analysis")
+    assert recorded["status"] == "done"
+    assert not recorded.get("published")
+
+    second = push(app, upload, backend.bucket_name)
+    assert (second.status_code, second.get_json()["outcome"]) == (200, "republished")
+    recorded = step(backend, upload, "analysis")
+    assert (recorded["attempts"], recorded["published"]) == (1, True)
+    assert len(backend.published(topic, upload.workflow_id)) == 1
+
+
+# --- fault switches ----------------------------------------------------------------------------
+
+
+def test_fault_never_fires_leaves_the_step_pending(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg")
+    response = push(make_app("validator", "validator.never_fires"), upload, backend.bucket_name)
+    assert response.status_code == 200
+    recorded = step(backend, upload, "validator")
+    assert (recorded["status"], recorded["deliveries"], recorded["attempts"]) == ("pending", 0, 0)
+
+
+def test_fault_errors_fails_the_workflow(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    assert push(make_app("exif", "exif.errors"), upload, backend.bucket_name).status_code == 200
+    doc = document(backend, upload)
+    assert (doc["status"], doc["failed_agent"]) == ("failed", "exif")
+
+
+def test_fault_wrong_output_records_an_empty_summary(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    assert push(make_app("analysis", "analysis.wrong_output"), upload, backend.bucket_name).status_code == 200
+    recorded = step(backend, upload, "analysis")
+    assert (recorded["status"], recorded["output"]) == ("done", {})
+
+
+def test_fault_twice_does_the_work_twice(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    assert push(make_app("exif", "exif.twice"), upload, backend.bucket_name).status_code == 200
+    assert step(backend, upload, "exif")["attempts"] == 2
+    assert len(backend.published(output_topic(backend, "exif"), upload.workflow_id, expect=2)) == 2
+
+
+@pytest.mark.parametrize("fault", ["thumbnailer.fake_done", "thumbnailer.not_written"])
+def test_fault_thumbnail_reported_but_never_written(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp, fault: str
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    assert push(make_app("thumbnailer", fault), upload, backend.bucket_name).status_code == 200
+    recorded = step(backend, upload, "thumbnailer")
+    assert recorded["status"] == "done"
+    assert recorded["output"]["object"] == f"thumbnails/{upload.owner}/{upload.workflow_id}.jpg"
+    assert not backend.bucket.blob(recorded["output"]["object"]).exists()
+
+
+def test_fault_leaks_gps_stores_the_position(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("jpeg_with_exif_gps", done=["validator"])
+    assert push(make_app("exif", "exif.leaks_gps"), upload, backend.bucket_name).status_code == 200
+    assert step(backend, upload, "exif")["output"]["gps"]["latitude"] == pytest.approx(52.516333)
+
+
+def test_fault_accepts_bad_passes_a_broken_file_on(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("corrupt_jpeg")
+    response = push(make_app("validator", "validator.accepts_bad"), upload, backend.bucket_name)
+    assert response.get_json()["outcome"] == "done"
+    assert document(backend, upload)["status"] == "processing"
+    assert len(backend.published(output_topic(backend, "validator"), upload.workflow_id)) == 1
+
+
+def test_fault_finalizer_early_completes_before_the_dependencies(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    assert push(make_app("finalizer", "finalizer.early"), upload, backend.bucket_name).status_code == 200
+    doc = document(backend, upload)
+    assert doc["status"] == "completed"
+    assert {doc["steps"][name]["status"] for name in MANIFEST.agent("finalizer").depends_on} == {"pending"}
+    assert len(backend.published(output_topic(backend, "finalizer"), upload.workflow_id)) == 1
+
+
+def test_fault_slow_runs_past_the_deadline(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    # A 0.5 s deadline keeps the test short; the fault blocks deadline + 5 s.
+    short = MANIFEST.agent("analysis")
+    manifest = dataclasses.replace(
+        MANIFEST,
+        agents=tuple(
+            dataclasses.replace(a, deadline_seconds=0.5) if a is short else a for a in MANIFEST.agents
+        ),
+    )
+    upload = make_upload("tiny_png", done=["validator"])
+    assert (
+        push(make_app("analysis", "analysis.slow", manifest), upload, backend.bucket_name).status_code == 200
+    )
+    recorded = step(backend, upload, "analysis")
+    assert recorded["status"] == "done"
+    assert recorded["finished_at"] - recorded["started_at"] > timedelta(seconds=5.5)
+    assert len(backend.published(output_topic(backend, "analysis"), upload.workflow_id)) == 1
