@@ -1,4 +1,4 @@
-"""One entrypoint for every service: `python -m imageflow.serve SERVICE` serves its create_app() with waitress.
+"""One entrypoint for all services: `python -m imageflow.serve SERVICE` serves create_app() with waitress.
 
 One container image serves the dashboard or any agent, chosen by argument, as on Cloud Run.
 """

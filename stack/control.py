@@ -206,7 +206,7 @@ class StackControl:
             record.revisions.append(revision)
             return revision
 
-    def _set_revision(self, service: str, revision_id: str, **changes: Any) -> RevisionRecord:
+    def _set_revision(self, service: str, revision_id: str, **changes: object) -> RevisionRecord:
         with state.update(self.state_path) as current:
             revision = current.services[service].find(revision_id)
             if revision is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -107,17 +108,13 @@ def delete_lane(project: str, manifest: Manifest, prefix: str) -> None:
             for topic in agent.triggers
         ] + [dead_letter_audit_subscription(manifest, prefix)]
         for name in names:
-            try:
+            with contextlib.suppress(exceptions.NotFound):
                 subscriber.delete_subscription(
                     request={"subscription": subscriber.subscription_path(project, name)}
                 )
-            except exceptions.NotFound:
-                pass
         for topic in manifest.topics:
-            try:
+            with contextlib.suppress(exceptions.NotFound):
                 publisher.delete_topic(request={"topic": publisher.topic_path(project, prefix + topic)})
-            except exceptions.NotFound:
-                pass
     finally:
         subscriber.close()
 

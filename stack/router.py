@@ -146,7 +146,7 @@ def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestH
         protocol_version = "HTTP/1.1"
         server_version = "imageflow-router"
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             """Keep the router's log to errors only: request lines could carry tokens in queries."""
 
         def _forward(self) -> None:
@@ -250,7 +250,7 @@ def make_admin_handler(router: Router) -> type[BaseHTTPRequestHandler]:
     class AdminHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             """Admin calls are logged by the controller that makes them."""
 
         def _json(self, status: int, payload: object) -> None:

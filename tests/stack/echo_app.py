@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from flask import Flask, Response, jsonify, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 # Lets a test hold requests in flight across a route switch without sleeping: a request to
 # /hold waits (bounded) on this event, released by /release.
@@ -32,7 +33,12 @@ def create_app(settings: Any = None) -> Flask:
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
         missing = [k for k in required if not os.environ.get(k)]
-        report: dict[str, Any] = {"service": "echo", "revision": revision, "ready": not missing, "missing": missing}
+        report: dict[str, Any] = {
+            "service": "echo",
+            "revision": revision,
+            "ready": not missing,
+            "missing": missing,
+        }
         if missing:
             report["message"] = "missing required settings: " + ", ".join(missing)
         return jsonify(report), 503 if missing else 200
@@ -53,7 +59,7 @@ def create_app(settings: Any = None) -> Flask:
         return response
 
     @app.get("/redirect")
-    def to_target() -> Response:
+    def to_target() -> BaseResponse:
         response = redirect("/target?from=redirect", code=302)
         response.set_cookie("session", "abc", httponly=True)
         response.set_cookie("theme", "dark")

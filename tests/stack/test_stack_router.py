@@ -42,7 +42,11 @@ def test_forwards_method_path_query_headers_and_body(router_stack: StackControl)
             method,
             url + "/echo/a/b%20c?x=1&y=%2F&x=2",
             data=body,
-            headers={"X-Custom": "value-1", "Authorization": "Bearer t0ken", "Content-Type": "application/x-test"},
+            headers={
+                "X-Custom": "value-1",
+                "Authorization": "Bearer t0ken",
+                "Content-Type": "application/x-test",
+            },
             timeout=10,
         )
         assert response.status_code == 200, response.text
@@ -131,7 +135,9 @@ def test_in_flight_requests_finish_on_the_old_revision_after_a_switch(router_sta
     router_stack.drain("echo", first.url, timeout=10)
 
 
-def test_a_revision_that_is_not_ready_is_stopped_with_its_readiness_message(router_stack: StackControl) -> None:
+def test_a_revision_that_is_not_ready_is_stopped_with_its_readiness_message(
+    router_stack: StackControl,
+) -> None:
     live = deploy_echo(router_stack)
     with pytest.raises(RevisionFailed, match="missing required settings: ECHO_TOKEN"):
         deploy_echo(router_stack, env_overrides={"ECHO_REQUIRED": "ECHO_TOKEN"})
@@ -217,4 +223,6 @@ def test_zero_dropped_requests_during_route_switches(router_stack: StackControl,
     print(f"revision switch: {json.dumps(result)}")
     assert failures == [], f"{len(failures)} of {sent} requests failed during the switch: {failures[:3]}"
     assert states == {first.id: "stopped", second.id: "stopped", third.id: "live"}
-    assert served[first.id] and served[second.id] and served[third.id]
+    assert served[first.id]
+    assert served[second.id]
+    assert served[third.id]

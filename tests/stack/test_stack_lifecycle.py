@@ -1,0 +1,271 @@
+"""`python -m stack up/status/down` on the real emulators, with a test manifest of echo services."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore, pubsub_v1, storage
+
+from imageflow import manifest as manifest_module
+from stack import state
+from stack.control import ControlError, StackControl
+
+pytestmark = pytest.mark.system
+
+MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
+MANIFEST = """
+[pipeline]
+name = "stacktest"
+upload_topic = "st-uploaded"
+dead_letter_topic = "st-dead-letter"
+max_delivery_attempts = 5
+
+[services.dashboard]
+module = "tests.stack.echo_app"
+required_config = ["GOOGLE_CLOUD_PROJECT"]
+required_secrets = ["SESSION_SECRET"]
+
+[[agents]]
+name = "echoer"
+module = "{agent_module}"
+triggers = ["st-uploaded"]
+output_topic = "st-echoed"
+depends_on = []
+deadline_seconds = 15
+outputs = []
+"""
+
+
+RULES = """rules_version = '2';
+service cloud.firestore {{
+  match /databases/{{database}}/documents {{
+    match /{{document=**}} {{ allow read: if {allow}; }}
+  }}
+}}
+"""
+
+
+def mock_id_token(project: str, uid: str) -> str:
+    """An unsigned Firebase ID token, which the Firestore emulator accepts and applies rules to."""
+
+    def part(value: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    claims = {
+        "iss": f"https://securetoken.google.com/{project}",
+        "aud": project,
+        "sub": uid,
+        "user_id": uid,
+        "iat": now,
+        "exp": now + 3600,
+        "auth_time": now,
+    }
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def survivors(marker: str) -> list[str]:
+    """Command lines of every process whose environment carries the marker (i.e. started by that stack)."""
+    needle = f"{MARKER_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                stat = (entry / "stat").read_text()
+                if stat[stat.rfind(")") + 2] != "Z":
+                    found.append(
+                        (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    )
+        except OSError:
+            continue
+    return found
+
+
+def stack_cli(
+    args: list[str], state_path: Path, marker: str, manifest: Path | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m stack --state-file PATH ARGS` with a marker in its environment."""
+    env = {**os.environ, MARKER_ENV: marker, "IMAGEFLOW_SECRETS_FILE": str(state_path.parent / "secrets.env")}
+    env.pop(state.STATE_ENV, None)
+    if manifest is not None:
+        env["IMAGEFLOW_MANIFEST"] = str(manifest)
+    env.update(extra_env)
+    return subprocess.run(
+        [sys.executable, "-m", "stack", "--state-file", str(state_path), *args],
+        cwd=state.REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def write_manifest(directory: Path, agent_module: str = "tests.stack.echo_app") -> Path:
+    """A manifest with two echo services: the dashboard and one agent."""
+    path = directory / "pipeline.toml"
+    path.write_text(MANIFEST.format(agent_module=agent_module))
+    return path
+
+
+def test_preflight_names_what_to_install(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    result = stack_cli(
+        ["up"],
+        tmp_path / "stack.json",
+        marker,
+        IMAGEFLOW_FIRESTORE_EMULATOR=str(tmp_path / "missing-emulator"),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "apt-get install -y google-cloud-cli-firestore-emulator" in lines[0]
+    assert not (tmp_path / "stack.json").exists()
+    assert survivors(marker) == []
+
+
+def test_failed_up_stops_everything_it_started(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    manifest = write_manifest(tmp_path, agent_module="tests.stack.no_such_agent_module")
+    result = stack_cli(["up", "--detach"], tmp_path / "stack.json", marker, manifest)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    assert "echoer" in result.stderr
+    assert "tests.stack.no_such_agent_module does not exist yet" in result.stderr
+    assert not (tmp_path / "stack.json").exists()
+    assert survivors(marker) == []
+
+
+@pytest.fixture(scope="module")
+def echo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackControl, str]]:
+    """A detached stack (real emulators, router) serving the test manifest's echo services."""
+    directory = tmp_path_factory.mktemp("echo-stack")
+    marker = uuid.uuid4().hex
+    manifest = write_manifest(directory)
+    state_path = directory / "stack.json"
+    result = stack_cli(["up", "--detach"], state_path, marker, manifest)
+    assert result.returncode == 0, result.stderr + result.stdout
+    saved = {k: os.environ.get(k) for k in ("IMAGEFLOW_MANIFEST", "IMAGEFLOW_SECRETS_FILE")}
+    os.environ["IMAGEFLOW_MANIFEST"] = str(manifest)
+    try:
+        yield StackControl(state_path, manifest_module.load(manifest)), marker
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if state_path.exists():
+            stack_cli(["down"], state_path, marker)
+
+
+def test_up_serves_every_manifest_service_and_status_is_healthy(echo_stack: tuple[StackControl, str]) -> None:
+    control, marker = echo_stack
+    current = control.state
+    assert set(current.services) == {"dashboard", "echoer"}
+    for name, service in current.services.items():
+        answer = requests.get(service.url + "/echo", timeout=10).json()
+        assert answer["revision"] == service.revision
+        assert service.revision.startswith(f"{name}-00001-")
+        assert service.revision_url.startswith("http://127.0.0.1:")
+    # Secrets reach the service that requires them, but never the state file.
+    secret = (Path(current.run_dir).parent.parent / "secrets.env").read_text()
+    session_secret = next(
+        line.split("=", 1)[1] for line in secret.splitlines() if line.startswith("SESSION_SECRET=")
+    )
+    assert session_secret not in control.state_path.read_text()
+    result = stack_cli(["status"], control.state_path, marker)
+    assert result.returncode == 0, result.stdout
+    assert "UNHEALTHY" not in result.stdout
+    assert "DOWN" not in result.stdout
+
+
+def test_push_subscriptions_deliver_through_the_router(echo_stack: tuple[StackControl, str]) -> None:
+    control, _ = echo_stack
+    current = control.state
+    control.apply_env()
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        sub = subscriber.get_subscription(
+            request={"subscription": subscriber.subscription_path(current.project, "st-uploaded--echoer")}
+        )
+        assert sub.push_config.push_endpoint == current.services["echoer"].url + "/"
+        assert sub.ack_deadline_seconds == 15
+        assert sub.dead_letter_policy.dead_letter_topic.endswith("/topics/st-dead-letter")
+        assert sub.dead_letter_policy.max_delivery_attempts == 5
+        subscriber.get_subscription(
+            request={"subscription": subscriber.subscription_path(current.project, "st-dead-letter--audit")}
+        )
+    finally:
+        subscriber.close()
+    # Idempotent: a second run finds everything.
+    report = control.ensure_infrastructure()
+    assert report.created == []
+
+
+def test_storage_emulator_round_trip(echo_stack: tuple[StackControl, str]) -> None:
+    control, _ = echo_stack
+    control.apply_env()
+    client = storage.Client(project=control.state.project, credentials=AnonymousCredentials())
+    bucket = client.bucket(control.state.bucket)
+    name = f"stack-test/{uuid.uuid4().hex}.bin"
+    blob = bucket.blob(name)
+    blob.upload_from_string(b"\x89PNG-bytes", content_type="image/png")
+    assert bucket.blob(name).download_as_bytes() == b"\x89PNG-bytes"
+    assert [b.name for b in client.list_blobs(bucket, prefix="stack-test/")] == [name]
+    blob.delete()
+    with pytest.raises(exceptions.NotFound):
+        bucket.blob(name).download_as_bytes()
+
+
+def test_firestore_export_clear_import_and_rules(
+    echo_stack: tuple[StackControl, str], tmp_path: Path
+) -> None:
+    control, _ = echo_stack
+    control.apply_env()
+    db = firestore.Client(project=control.state.project)
+    doc = db.collection("stack-test").document(uuid.uuid4().hex)
+    doc.set({"kept": True})
+    export = control.export_data(tmp_path / "export")
+    assert export.name.endswith(".overall_export_metadata")
+    control.clear_data()
+    assert not doc.get().exists
+    control.import_data(export)
+    assert doc.get().to_dict() == {"kept": True}
+    # Rules load at run time and apply to a client carrying a (mock, unsigned) Firebase ID token.
+    firestore_host = control.state.emulators["firestore"]
+    url = f"http://{firestore_host}/v1/projects/{control.state.project}/databases/(default)/documents/stack-test"
+    user = {"Authorization": f"Bearer {mock_id_token(control.state.project, 'stack-test-user')}"}
+    control.load_rules(RULES.format(allow="false"))
+    assert requests.get(url, headers=user, timeout=10).status_code == 403
+    control.load_rules(RULES.format(allow="request.auth != null"))
+    assert requests.get(url, headers=user, timeout=10).status_code == 200
+    with pytest.raises(ControlError, match="400"):
+        control.load_rules("this is not a rules file")
+
+
+def test_down_stops_every_process(echo_stack: tuple[StackControl, str]) -> None:
+    control, marker = echo_stack
+    assert survivors(marker), "the stack's processes should carry the marker before down"
+    result = stack_cli(["down"], control.state_path, marker)
+    assert result.returncode == 0, result.stderr
+    assert not control.state_path.exists()
+    assert survivors(marker) == []
+    again = stack_cli(["down"], control.state_path, marker)
+    assert again.returncode == 0
+    assert "no running stack" in again.stdout
