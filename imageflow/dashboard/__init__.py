@@ -1,0 +1,1 @@
+"""The dashboard: users register, log in, upload images and watch their workflows."""

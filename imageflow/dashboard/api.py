@@ -1,0 +1,54 @@
+"""The JSON API (session cookie auth): uploads and workflow documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from imageflow.dashboard.documents import jsonable, summary
+from imageflow.dashboard.firestore_rest import NotFound
+from imageflow.dashboard.services import services
+from imageflow.dashboard.sessions import login_required, same_origin, user
+from imageflow.dashboard.views import handle_upload, list_uploads
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+
+@api.post("/uploads")
+@login_required
+def create_uploads() -> ResponseReturnValue:
+    """Upload one or many files (multipart field "files"): 201 with what was accepted and refused."""
+    # The session cookie is SameSite=Lax; refusing foreign origins as well closes the remaining gap.
+    if not same_origin():
+        return jsonify(error="cross-origin request refused"), 403
+    accepted, refused = handle_upload(user())
+    body: dict[str, Any] = {
+        "accepted": [{"filename": a.filename, "workflow_id": a.workflow_id} for a in accepted],
+        "rejected": [{"filename": r.filename, "reason": r.reason} for r in refused],
+    }
+    if not accepted:
+        if not refused:
+            body["error"] = "no files: send one or more files in the multipart field 'files'"
+        return jsonify(body), 400
+    return jsonify(body), 201
+
+
+@api.get("/uploads")
+@login_required
+def get_uploads() -> ResponseReturnValue:
+    """The user's uploads, newest first."""
+    return jsonify([summary(doc) for doc in list_uploads(user())])
+
+
+@api.get("/workflows/<workflow_id>")
+@login_required
+def get_workflow(workflow_id: str) -> ResponseReturnValue:
+    """One workflow document, read under firestore.rules with the user's ID token."""
+    who = user()
+    try:
+        doc = services().reader.get_workflow(who.id_token, workflow_id)
+    except NotFound:
+        return jsonify(error="Upload not found"), 404
+    return jsonify(jsonable(doc))

@@ -1,0 +1,139 @@
+"""The dashboard's Flask app factory: settings, session cookie, readiness, error pages, routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from imageflow import config, manifest
+from imageflow.dashboard import faults
+from imageflow.dashboard.api import api
+from imageflow.dashboard.auth import AuthClient
+from imageflow.dashboard.firestore_rest import FirestoreReader, FirestoreUnavailable
+from imageflow.dashboard.services import Services, install
+from imageflow.dashboard.sessions import csrf_token, current_user
+from imageflow.dashboard.uploads import Uploader, human_size
+from imageflow.dashboard.views import pages
+
+log = logging.getLogger(__name__)
+
+# Routes that answer even when the service is not configured: probes and static files.
+ALWAYS_OPEN = ("/healthz", "/readyz", "/static/")
+SESSION_LIFETIME = timedelta(days=7)
+
+
+def effective_readiness(settings: config.Settings) -> dict[str, Any]:
+    """settings.readiness(), unless a fault drill makes a missing SESSION_SECRET look fine."""
+    report = settings.readiness()
+    if settings.fault(faults.READY_WITHOUT_SECRET) and set(settings.missing) <= {"SESSION_SECRET"}:
+        report = {**report, "ready": True, "missing": []}
+        report.pop("message", None)
+    return report
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def create_app(settings: config.Settings | None = None) -> Flask:
+    """Build the dashboard app; without its required settings it starts but answers 503."""
+    spec = manifest.default()
+    settings = settings or config.load(spec.dashboard)
+    app = Flask(__name__)
+    secret = settings.values.get("SESSION_SECRET", "")
+    uploader = Uploader(settings, spec)
+    app.config.update(
+        # Without a secret the app still starts (to report itself unready); a throwaway key keeps
+        # Flask's signing working without ever inventing a value anyone could rely on.
+        SECRET_KEY=secret or secrets.token_hex(32),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.environment != "local",
+        SESSION_COOKIE_NAME="imageflow_session",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        MAX_CONTENT_LENGTH=uploader.request_limit,
+    )
+    install(
+        app,
+        Services(
+            settings=settings,
+            manifest=spec,
+            auth=AuthClient(settings.values.get("FIREBASE_API_KEY", ""), settings.project),
+            reader=FirestoreReader(settings.project),
+            uploader=uploader,
+        ),
+    )
+    app.register_blueprint(pages)
+    app.register_blueprint(api)
+
+    @app.context_processor
+    def inject() -> dict[str, Any]:
+        found = current_user() if request.endpoint not in (None, "static") else None
+        return {"current_user": found, "csrf_token": csrf_token, "max_file_size": human_size(uploader.limit)}
+
+    @app.get("/healthz")
+    def healthz() -> ResponseReturnValue:
+        return jsonify(ok=True)
+
+    @app.get("/readyz")
+    def readyz() -> ResponseReturnValue:
+        report = effective_readiness(settings)
+        return jsonify(report), 200 if report["ready"] else 503
+
+    @app.before_request
+    def refuse_when_unconfigured() -> ResponseReturnValue | None:
+        if request.path.startswith(ALWAYS_OPEN) or effective_readiness(settings)["ready"]:
+            return None
+        if _wants_json():
+            return jsonify(error="Service not configured"), 503
+        return render_template(
+            "error.html", title="Service not configured", message="This service is missing required settings."
+        ), 503
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> ResponseReturnValue:
+        message = (
+            f"The upload is too large: at most {human_size(uploader.limit)} per file "
+            f"and {human_size(uploader.request_limit)} per request."
+        )
+        if _wants_json():
+            return jsonify(error=message, accepted=[], rejected=[]), 413
+        return render_template("error.html", title="Upload too large", message=message), 413
+
+    @app.errorhandler(FirestoreUnavailable)
+    def firestore_down(exc: FirestoreUnavailable) -> ResponseReturnValue:
+        log.error("firestore unavailable: %s", exc)
+        message = "Your images cannot be read right now. Please try again shortly."
+        if _wants_json():
+            return jsonify(error=message), 503
+        return render_template("error.html", title="Temporarily unavailable", message=message), 503
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        if exc.response is not None:
+            return exc.response
+        code = exc.code or 500
+        if _wants_json():
+            return jsonify(error=exc.description), code
+        return render_template("error.html", title=exc.name, message=exc.description), code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> ResponseReturnValue:
+        # One line naming the exception type; the details could carry user data or tokens.
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path)
+        message = "Something went wrong. Please try again."
+        if _wants_json():
+            return jsonify(error=message), 500
+        return render_template("error.html", title="Something went wrong", message=message), 500
+
+    if not settings.ready:
+        log.warning("dashboard not ready: %s", effective_readiness(settings).get("message", "fault drill"))
+    log.info("dashboard %s started (env=%s, pid=%d)", settings.revision, settings.environment, os.getpid())
+    return app
