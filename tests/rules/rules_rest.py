@@ -1,0 +1,80 @@
+"""Firestore REST calls as a mock user, anonymously or as admin, for the firestore.rules tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+HTTP_TIMEOUT_SECONDS = 15
+# The emulator's documented admin credential: it bypasses the rules, like a service account.
+ADMIN = "owner"
+
+
+def mock_id_token(uid: str, project: str) -> str:
+    """An unsigned Firebase ID token for uid (the Firestore emulator enforces rules with it)."""
+    now = int(time.time())
+    claims = {
+        "iss": f"https://securetoken.google.com/{project}",
+        "aud": project,
+        "auth_time": now,
+        "iat": now,
+        "exp": now + 3600,
+        "sub": uid,
+        "user_id": uid,
+        "firebase": {"sign_in_provider": "password", "identities": {}},
+    }
+
+    def part(data: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@dataclass(frozen=True)
+class FirestoreRest:
+    """The Firestore REST API of the emulator, called as a given user, anonymously, or as admin."""
+
+    host: str
+    project: str
+
+    @property
+    def documents(self) -> str:
+        """The documents root URL."""
+        return f"http://{self.host}/v1/projects/{self.project}/databases/(default)/documents"
+
+    def token(self, uid: str) -> str:
+        """A mock ID token for uid."""
+        return mock_id_token(uid, self.project)
+
+    def call(
+        self, method: str, path: str, bearer: str | None, body: Mapping[str, Any] | None = None
+    ) -> requests.Response:
+        """One REST call; bearer None means no Authorization header (an anonymous client)."""
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+        return requests.request(
+            method, f"{self.documents}{path}", json=body, headers=headers, timeout=HTTP_TIMEOUT_SECONDS
+        )
+
+    def query(self, bearer: str | None, collection: str, owner: str | None) -> requests.Response:
+        """A runQuery on collection, filtered by owner when given."""
+        structured: dict[str, Any] = {"from": [{"collectionId": collection}], "limit": 100}
+        if owner is not None:
+            structured["where"] = {
+                "fieldFilter": {
+                    "field": {"fieldPath": "owner"},
+                    "op": "EQUAL",
+                    "value": {"stringValue": owner},
+                }
+            }
+        return self.call("POST", ":runQuery", bearer, {"structuredQuery": structured})
+
+
+def string(value: str) -> dict[str, str]:
+    """A Firestore REST string value."""
+    return {"stringValue": value}
