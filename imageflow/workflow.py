@@ -138,11 +138,13 @@ def claim(
             transaction.update(ref, deliveries)
             return ClaimResult(Claim.BUSY, doc)
         started = now()
+        # A workflow completed already (a late step after an early finalize) is never reopened.
+        status = doc["status"] if doc["status"] == Status.COMPLETED else Status.PROCESSING.value
         transaction.update(
             ref,
             {
                 **deliveries,
-                "status": Status.PROCESSING.value,
+                "status": status,
                 "updated_at": started,
                 f"steps.{agent}.status": StepStatus.RUNNING.value,
                 f"steps.{agent}.started_at": started,
@@ -182,18 +184,22 @@ def _finish(
 
 
 def complete_step(
-    client: firestore.Client, workflow_id: str, agent: str, revision: str, output: Mapping[str, Any]
+    client: firestore.Client,
+    workflow_id: str,
+    agent: str,
+    revision: str,
+    output: Mapping[str, Any],
+    publish_lease: timedelta | None = None,
 ) -> None:
-    """Record that agent finished its work with this output summary."""
-    _finish(
-        client,
-        workflow_id,
-        agent,
-        revision,
-        StepStatus.DONE,
-        {f"steps.{agent}.output": dict(output), f"steps.{agent}.error": None},
-        _event(agent, "done", revision),
-    )
+    """Record that agent finished its work with this output summary.
+
+    With publish_lease the caller also takes the right to publish the step's output message,
+    so that a concurrent duplicate delivery does not publish it a second time.
+    """
+    fields: dict[str, Any] = {f"steps.{agent}.output": dict(output), f"steps.{agent}.error": None}
+    if publish_lease is not None:
+        fields[f"steps.{agent}.publishing_until"] = now() + publish_lease
+    _finish(client, workflow_id, agent, revision, StepStatus.DONE, fields, _event(agent, "done", revision))
 
 
 def fail_step(client: firestore.Client, workflow_id: str, agent: str, revision: str, error: str) -> None:
@@ -264,13 +270,47 @@ def count_delivery(client: firestore.Client, workflow_id: str, agent: str) -> bo
 
 def mark_published(client: firestore.Client, workflow_id: str, agent: str) -> None:
     """Record that the step's output message was published (a redelivery must not publish again)."""
-    workflow_ref(client, workflow_id).update({f"steps.{agent}.published": True})
+    workflow_ref(client, workflow_id).update(
+        {f"steps.{agent}.published": True, f"steps.{agent}.publishing_until": None}
+    )
+
+
+def release_publish(client: firestore.Client, workflow_id: str, agent: str) -> None:
+    """Give back the right to publish after a failed publish, so that a redelivery may retry it."""
+    workflow_ref(client, workflow_id).update({f"steps.{agent}.publishing_until": None})
+
+
+def claim_publish(client: firestore.Client, workflow_id: str, agent: str, lease: timedelta) -> bool:
+    """Take the right to publish a done step's unpublished output; False if published or held."""
+
+    @firestore.transactional
+    def run(transaction: firestore.Transaction) -> bool:
+        ref = workflow_ref(client, workflow_id)
+        doc = ref.get(transaction=transaction).to_dict() or {}
+        step = (doc.get("steps") or {}).get(agent) or {}
+        if step.get("status") != StepStatus.DONE or step.get("published"):
+            return False
+        held_until = step.get("publishing_until")
+        if held_until and held_until > now():
+            return False
+        transaction.update(ref, {f"steps.{agent}.publishing_until": now() + lease})
+        return True
+
+    return bool(run(client.transaction()))
 
 
 def finalize(
-    client: firestore.Client, workflow_id: str, agent: str, revision: str, depends_on: Iterable[str]
+    client: firestore.Client,
+    workflow_id: str,
+    agent: str,
+    revision: str,
+    depends_on: Iterable[str],
+    publish_lease: timedelta | None = None,
 ) -> bool:
-    """Complete the workflow if every dependency is done; True when this call completed it."""
+    """Complete the workflow if every dependency is done; True when this call completed it.
+
+    With publish_lease the completing call also takes the right to publish the completion.
+    """
     needed = tuple(depends_on)
 
     @firestore.transactional
@@ -296,6 +336,7 @@ def finalize(
                 f"steps.{agent}.attempts": firestore.Increment(1),
                 f"steps.{agent}.revision": revision,
                 f"steps.{agent}.output": {"completed_steps": list(needed)},
+                f"steps.{agent}.publishing_until": finished + publish_lease if publish_lease else None,
                 "events": firestore.ArrayUnion([_event(agent, "done", revision)]),
             },
         )

@@ -257,7 +257,7 @@ class Agent:
         clients.publish(self.settings.project, topic, json.dumps(message).encode(), **attributes)
 
     def publish_and_mark(self, job: Job) -> Outcome | None:
-        """Publish, then record it; an Outcome (503) when the publish failed."""
+        """Publish (the caller holds the publish lease), then record it; an Outcome (503) on failure."""
         try:
             self.publish(job)
             if self.faults.on("twice"):
@@ -266,8 +266,15 @@ class Agent:
         except Exception as exc:  # any publish failure is worth a redelivery
             error = type(exc).__name__
             log.warning("publish failed workflow=%s agent=%s error=%s", job.workflow_id, self.name, error)
+            workflow.release_publish(self.db(), job.workflow_id, self.name)
             return Outcome(503, "publish-failed", {"error": f"publish failed: {error}"})
         return None
+
+    def republish(self, job: Job) -> Outcome:
+        """A done step whose message never left: publish it unless another delivery is doing so."""
+        if not workflow.claim_publish(self.db(), job.workflow_id, self.name, self.lease):
+            return Outcome(200, "duplicate")
+        return self.publish_and_mark(job) or Outcome(200, "republished")
 
     def new_job(self, delivery: Delivery, document: dict[str, Any]) -> Job:
         """The job handed to the handler."""
@@ -290,7 +297,7 @@ class Agent:
             ended_badly = document.get("status") in (workflow.Status.FAILED, workflow.Status.REJECTED)
             if step.get("status") == StepStatus.DONE and not step.get("published") and not ended_badly:
                 # The work was recorded but its message never left: finish the job, do not redo it.
-                return self.publish_and_mark(job) or Outcome(200, "republished")
+                return self.republish(job)
             return Outcome(200, "duplicate")
         return self.run(job)
 
@@ -330,7 +337,7 @@ class Agent:
             log.warning("agent error workflow=%s agent=%s error=%s", job.workflow_id, self.name, error)
             workflow.fail_step(db, job.workflow_id, self.name, revision, error)
             return Outcome(200, "failed", {"error": error})
-        workflow.complete_step(db, job.workflow_id, self.name, revision, output)
+        workflow.complete_step(db, job.workflow_id, self.name, revision, output, publish_lease=self.lease)
         return self.publish_and_mark(job) or Outcome(200, "done")
 
 
@@ -342,6 +349,18 @@ def _describe(exc: BaseException) -> str:
 
 def _json(status: int, body: Mapping[str, Any]) -> tuple[Response, int]:
     return jsonify(dict(body)), status
+
+
+def _log_to_stderr() -> None:
+    """Make the per-delivery lines visible in a service process that configured no logging."""
+    if logging.getLogger().handlers or log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    # The server may configure the root logger later; one line per delivery, not two.
+    log.propagate = False
 
 
 def create_agent_app(
@@ -358,6 +377,7 @@ def create_agent_app(
     spec = chosen_manifest.agent(name)
     chosen = settings or load_settings(spec)
     agent = agent_class(spec, chosen_manifest, chosen, handler, fake)
+    _log_to_stderr()
     strange = unknown(chosen.faults, chosen_manifest.agent_names)
     if strange:
         log.warning("unknown fault switches ignored: %s", ", ".join(strange))

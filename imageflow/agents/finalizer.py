@@ -53,7 +53,9 @@ class Finalizer(Agent):
             workflow.complete_step(db, delivery.workflow_id, self.name, revision, handle(self.job(delivery)))
             completed = False
         else:
-            completed = workflow.finalize(db, delivery.workflow_id, self.name, revision, depends_on)
+            completed = workflow.finalize(
+                db, delivery.workflow_id, self.name, revision, depends_on, publish_lease=self.lease
+            )
         if completed and self.faults.on("twice"):
             workflow.finalize(db, delivery.workflow_id, self.name, revision, depends_on)
             workflow.count_attempt(db, delivery.workflow_id, self.name)
@@ -63,10 +65,12 @@ class Finalizer(Agent):
         job = self.new_job(delivery, document)
         step = (document.get("steps") or {}).get(self.name) or {}
         if document.get("status") == Status.COMPLETED and step.get("status") == StepStatus.DONE:
+            if completed:
+                return self.publish_and_mark(job) or Outcome(200, "done")
             if step.get("published"):
-                return Outcome(200, "done" if completed else "duplicate")
-            # Completed here, or completed earlier by a delivery whose publish failed.
-            return self.publish_and_mark(job) or Outcome(200, "done" if completed else "republished")
+                return Outcome(200, "duplicate")
+            # Completed earlier by a delivery whose publish failed (or is still publishing).
+            return self.republish(job)
         if document.get("status") in (Status.FAILED, Status.REJECTED):
             return Outcome(200, "closed")
         waiting = missing_dependencies(document, self.spec.depends_on)
