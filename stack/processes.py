@@ -278,3 +278,21 @@ def install_signal_handlers(on_signal: Callable[[], None] | None = None) -> None
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def processes_with_env(name: str, value: str) -> list[str]:
+    """Command lines of live processes whose environment has name=value (leak checks in tests)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            stat = (entry / "stat").read_text()
+            if stat[stat.rfind(")") + 2] != "Z":
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found

@@ -19,7 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, pubsub_v1, storage
 
 from imageflow import manifest as manifest_module
-from stack import state
+from stack import processes, state
 from stack.control import ControlError, StackControl
 
 pytestmark = pytest.mark.system
@@ -77,22 +77,8 @@ def mock_id_token(project: str, uid: str) -> str:
 
 
 def survivors(marker: str) -> list[str]:
-    """Command lines of every process whose environment carries the marker (i.e. started by that stack)."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                stat = (entry / "stat").read_text()
-                if stat[stat.rfind(")") + 2] != "Z":
-                    found.append(
-                        (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    )
-        except OSError:
-            continue
-    return found
+    """Processes started by the stack run that carries marker in its environment."""
+    return processes.processes_with_env(MARKER_ENV, marker)
 
 
 def stack_cli(
