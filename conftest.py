@@ -10,4 +10,5 @@ pytest_plugins = [
     "fixtures.firestore",
     "fixtures.pubsub",
     "fixtures.uploads",
+    "fixtures.dashboard",
 ]

@@ -94,6 +94,11 @@ class AuthClient:
         self._http = requests.Session()
 
     @property
+    def _key_header(self) -> dict[str, str]:
+        # In a header, not ?key=: URLs end up in HTTP library debug logs and error messages.
+        return {"X-Goog-Api-Key": self._api_key}
+
+    @property
     def on_emulator(self) -> bool:
         """True when talking to the Auth emulator."""
         return bool(self._emulator_host)
@@ -115,7 +120,7 @@ class AuthClient:
     def _post(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         try:
             response = self._http.post(
-                url, params={"key": self._api_key}, json=body, headers=headers, timeout=TIMEOUT_SECONDS
+                url, headers={**(headers or {}), **self._key_header}, json=body, timeout=TIMEOUT_SECONDS
             )
         except requests.RequestException as exc:
             # The exception text holds the URL with the key: keep only the class name.
@@ -161,7 +166,7 @@ class AuthClient:
         try:
             response = self._http.post(
                 self.token_url,
-                params={"key": self._api_key},
+                headers=self._key_header,
                 data={"grant_type": "refresh_token", "refresh_token": refresh_token},
                 timeout=TIMEOUT_SECONDS,
             )
