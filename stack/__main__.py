@@ -7,13 +7,20 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 
 from stack import processes, runner, state
 
 
+def _stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # Turned into an exception so a SIGTERM during start still stops what was already started.
+    raise SystemExit(128 + signum)
+
+
 def _up(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        started = runner.start(args.state_file, strict=args.strict)
+        started = runner.start(args.state_file, strict=args.strict, import_metadata=args.import_data)
     except runner.StackError as exc:
         print(f"stack up failed: {exc}", file=sys.stderr)
         return 1
@@ -75,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         dest="strict",
         action="store_false",
         help="skip (and report) services whose module or create_app does not exist yet",
+    )
+    up.add_argument(
+        "--import-data",
+        type=Path,
+        default=None,
+        metavar="METADATA",
+        help="start Firestore with an export loaded (its .overall_export_metadata file)",
     )
     commands.add_parser("down", help="stop every process of the running stack")
     commands.add_parser("status", help="what runs and whether it is healthy")

@@ -104,6 +104,7 @@ def start(
     tools: Tools | None = None,
     manifest: Manifest | None = None,
     say: Callable[[str], None] = _say,
+    import_metadata: Path | None = None,
 ) -> StartedStack:
     """Start the whole stack and write its state file; on failure stop all of it and raise StackError."""
     chosen = Path(state_path) if state_path else state.default_path()
@@ -115,6 +116,8 @@ def start(
     except emulators.PreflightError as exc:
         raise StackError(str(exc)) from exc
     manifest = manifest or manifest_module.default()
+    if import_metadata is not None and not import_metadata.is_file():
+        raise StackError(f"--import-data needs an export's .overall_export_metadata file: {import_metadata}")
     localsecrets.ensure()
     run_dir = _run_dir(chosen)
     log_dir = run_dir / "logs"
@@ -123,7 +126,7 @@ def start(
     began = time.monotonic()
     try:
         booting = [
-            emulators.start_firestore(tools, run_dir),
+            emulators.start_firestore(tools, run_dir, import_metadata=import_metadata),
             emulators.start_pubsub(tools, run_dir),
             emulators.start_auth(tools, run_dir),
             emulators.start_storage(tools, run_dir),
