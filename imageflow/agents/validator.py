@@ -29,6 +29,8 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
 FORMAT_ALIASES = {"MPO": "JPEG"}
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# Pixels of all frames together may be this many times the per-frame limit.
+MAX_FRAME_BUDGET = 4
 BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
@@ -83,9 +85,11 @@ def _not_an_image_reason(data: bytes) -> str:
 
 
 def _bomb_reason(exc: Exception, limits: Limits) -> str:
+    # Pillow refuses by its own limit, which may be lower than ours: name the one that applied.
+    limit = min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
     found = BOMB_PIXELS.search(str(exc))
     if found:
-        return f"image is {found.group(1)} pixels, over the limit of {limits.max_pixels}"
+        return f"image is {found.group(1)} pixels, over the limit of {limit}"
     return "image is a decompression bomb"
 
 
@@ -119,6 +123,9 @@ def process(data: bytes, limits: Limits | None = None) -> Verdict:
         if width * height > limits.max_pixels:
             pixels = width * height
             return _refuse(f"image is {pixels} pixels, over the limit of {limits.max_pixels}", facts)
+        # Animations: every frame is decoded below, so the whole animation shares a budget.
+        if frames * width * height > limits.max_pixels * MAX_FRAME_BUDGET:
+            return _refuse(f"animation of {frames} frames is too large to decode", facts)
         problem = _decode_fully(data)
     if problem:
         return _refuse(problem, facts)

@@ -183,6 +183,16 @@ def test_validator_pixel_limit_is_configurable() -> None:
     assert verdict.reason == "image is 307200 pixels, over the limit of 307199"
 
 
+def test_validator_refuses_an_animation_too_large_to_decode() -> None:
+    frames = [images.photo((100, 100), seed=n).convert("P") for n in range(10)]
+    animation = io.BytesIO()
+    frames[0].save(animation, "GIF", save_all=True, append_images=frames[1:])
+    # Each 10 000-pixel frame fits a 20 000 limit; 10 frames exceed the 4x budget of 80 000.
+    verdict = validator.process(animation.getvalue(), validator.Limits(max_pixels=20_000))
+    assert verdict.reason == "animation of 10 frames is too large to decode"
+    assert validator.process(animation.getvalue(), validator.Limits(max_pixels=30_000)).accepted
+
+
 def test_validator_limits_come_from_the_environment() -> None:
     env = {"IMAGEFLOW_MAX_UPLOAD_BYTES": "1000", "IMAGEFLOW_MAX_PIXELS": "oops"}
     assert validator.Limits.from_env(env) == validator.Limits(1000, validator.DEFAULT_MAX_PIXELS)
