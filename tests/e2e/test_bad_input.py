@@ -1,0 +1,222 @@
+"""Bad input is refused as promised (at upload, or by the validator), never with a 500, never stored.
+
+A good image travels in the same request as every bad one: it must still complete, untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+
+import allure
+import pytest
+from google.cloud import storage
+from google.cloud.firestore_v1.base_query import FieldFilter
+from pipeline_checks import completed, every_agent_once, no_dead_letters
+from requests import Response
+
+from fixtures.firestore import WorkflowWatcher
+from fixtures.images import MakeImage
+from fixtures.pubsub import Taps
+from fixtures.reporting import labels
+from fixtures.uploads import ApiSession, accepted_ids
+from fixtures.users import TestUser
+from imageflow import clients
+from imageflow.manifest import Manifest
+from imageflow.workflow import COLLECTION
+
+ONLY_IMAGES = "{name}: only JPEG, PNG, WebP and GIF images are accepted."
+REFUSED_AT_UPLOAD = [
+    pytest.param("zero_bytes", "{name} is empty.", id="zero-byte"),
+    pytest.param("oversize_file", "{name} is larger than 10 MiB.", id="oversize"),
+    pytest.param("svg", ONLY_IMAGES, id="svg"),
+    pytest.param("html", ONLY_IMAGES, id="html"),
+]
+# Content only the validator can judge: the file is named and typed like an image.
+REJECTED_BY_CONTENT = [
+    pytest.param("text_as_jpg", r"not a decodable image", id="text-named-jpg"),
+    pytest.param("corrupt_jpeg", r"truncated|not a decodable image|broken|incomplete", id="truncated-jpeg"),
+    pytest.param("decompression_bomb_png", r"900000000 pixels, over the limit|decompression bomb", id="bomb"),
+]
+
+ApiFor = Callable[[TestUser], ApiSession]
+
+
+def _no_server_error(response: Response) -> None:
+    assert response.status_code < 500, (
+        f"POST /api/uploads answered {response.status_code}: {response.text[:300]}"
+    )
+
+
+def _stored_for(user: TestUser, bucket: storage.Bucket, project: str) -> tuple[set[str], set[str]]:
+    """(workflow ids, original object names) that exist for the user, read as admin."""
+    documents = clients.firestore_client(project).collection(COLLECTION)
+    ids = {s.id for s in documents.where(filter=FieldFilter("owner", "==", user.uid)).stream()}
+    objects = {blob.name for blob in bucket.list_blobs(prefix=f"originals/{user.uid}/")}
+    return ids, objects
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("kind", "message"), REFUSED_AT_UPLOAD)
+@labels("Bad input", "Refused at upload with the promised message", allure.severity_level.CRITICAL)
+def test_bad_file_refused_at_upload_with_message_and_good_file_unaffected(
+    kind: str,
+    message: str,
+    new_user: TestUser,
+    api_session: ApiFor,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+    upload_bucket: storage.Bucket,
+    target: object,
+) -> None:
+    session = api_session(new_user)
+    bad, good = make_image(kind), make_image("plain_jpeg")
+    expected = {"filename": bad.filename, "reason": message.format(name=bad.filename)}
+
+    alone = session.upload([bad.multipart()])
+    _no_server_error(alone)
+    assert alone.status_code in (400, 413), f"a lone bad file answered {alone.status_code}"
+    if alone.status_code == 400:
+        assert alone.json()["rejected"] == [expected]
+
+    together = session.upload([bad.multipart(), good.multipart()])
+    _no_server_error(together)
+    assert together.status_code == 201, f"bad + good answered {together.status_code}: {together.text[:300]}"
+    assert together.json()["rejected"] == [expected]
+    workflow_id = accepted_ids(together)[good.filename]
+
+    every_agent_once(completed(workflow_watcher, workflow_id), pipeline_manifest)
+    with allure.step("Nothing of the refused file was stored or queued"):
+        ids, objects = _stored_for(new_user, upload_bucket, str(target.project))  # type: ignore[attr-defined]
+        assert ids == {workflow_id}, f"workflows stored for the user: {sorted(ids)}"
+        assert all(f"/{workflow_id}/" in name for name in objects), f"originals stored: {sorted(objects)}"
+        pubsub_taps.drain([pipeline_manifest.upload_topic])
+        queued = {m.workflow_id for m in pubsub_taps.messages(pipeline_manifest.upload_topic)}
+        owners = [
+            m
+            for m in pubsub_taps.messages(pipeline_manifest.upload_topic)
+            if isinstance(m.data, dict) and m.data.get("owner") == new_user.uid
+        ]
+        assert [m.workflow_id for m in owners] == [workflow_id], f"queued for the user: {sorted(queued)}"
+    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+
+
+@pytest.mark.e2e
+@pytest.mark.agent("validator")
+@pytest.mark.parametrize(("kind", "reason"), REJECTED_BY_CONTENT)
+@labels(
+    "Bad input",
+    "Refused by content: rejected with a reason, other steps skipped",
+    allure.severity_level.CRITICAL,
+)
+def test_bad_content_rejected_with_reason_and_other_steps_skipped(
+    kind: str,
+    reason: str,
+    new_user: TestUser,
+    api_session: ApiFor,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+) -> None:
+    session = api_session(new_user)
+    bad, good = make_image(kind), make_image("png_with_alpha")
+
+    response = session.upload([bad.multipart(), good.multipart()])
+    _no_server_error(response)
+    assert response.status_code == 201, f"answered {response.status_code}: {response.text[:300]}"
+    ids = accepted_ids(response)
+    good_result = completed(workflow_watcher, ids[good.filename])
+    every_agent_once(good_result, pipeline_manifest)
+
+    if bad.filename not in ids:
+        with allure.step("Refused at upload: the refusal names the file and a reason"):
+            refused = {r["filename"]: r["reason"] for r in response.json()["rejected"]}
+            assert refused.get(bad.filename), (
+                f"{bad.filename} neither accepted nor refused: {response.json()}"
+            )
+        return
+
+    bad_id = ids[bad.filename]
+    result = workflow_watcher.watch(bad_id)
+    assert result.reached, result.message
+    assert result.status == "rejected", result.message
+    assert re.search(reason, str(result.document and result.document.get("reason")), re.IGNORECASE), (
+        result.message
+    )
+    validator = result.step("validator")
+    assert validator.get("status") == "rejected", validator
+    assert validator.get("attempts") == 1, validator
+    others = {
+        name: (result.step(name).get("status"), result.step(name).get("attempts"))
+        for name in pipeline_manifest.agent_names
+        if name != "validator"
+    }
+    assert all(status == "skipped" and attempts == 0 for status, attempts in others.values()), others
+    with allure.step("Nothing was published past the validator for the rejected upload"):
+        validated = pipeline_manifest.agent("validator").output_topic
+        pubsub_taps.drain([validated])
+        assert not pubsub_taps.messages(validated, bad_id), "the validator published a rejected upload"
+    no_dead_letters(pubsub_taps, pipeline_manifest, [bad_id, good_result.workflow_id])
+
+
+@pytest.mark.e2e
+@labels("Bad input", "Path traversal in a filename is neutralised", allure.severity_level.CRITICAL)
+def test_path_traversal_filename_is_stored_inside_the_users_folder(
+    new_user: TestUser,
+    api_session: ApiFor,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pipeline_manifest: Manifest,
+) -> None:
+    image = make_image("plain_jpeg")
+    response = api_session(new_user).upload([("../../../etc/passwd.jpg", image.data, "image/jpeg")])
+    _no_server_error(response)
+    assert response.status_code == 201, response.text[:300]
+    [(filename, workflow_id)] = accepted_ids(response).items()
+    assert "/" not in filename, filename
+    assert ".." not in filename, filename
+
+    result = completed(workflow_watcher, workflow_id)
+    every_agent_once(result, pipeline_manifest)
+    stored = str((result.document or {})["image"]["object"])
+    assert stored.startswith(f"originals/{new_user.uid}/{workflow_id}/"), stored
+    assert ".." not in stored, stored
+    assert stored.count("/") == 3, stored
+
+
+@pytest.mark.e2e
+@labels("Bad input", "A filename that is not UTF-8 never causes a 500", allure.severity_level.NORMAL)
+def test_non_utf8_filename_is_never_a_server_error(
+    new_user: TestUser,
+    api_session: ApiFor,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pipeline_manifest: Manifest,
+) -> None:
+    image = make_image("plain_jpeg")
+    boundary = f"----e2e{secrets.token_hex(8)}"
+    body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="files"; filename="caf\xe9 \xff\xfe.jpg"\r\n'
+        + b"Content-Type: image/jpeg\r\n\r\n"
+        + image.data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = api_session(new_user).upload_raw(body, boundary)
+    _no_server_error(response)
+    assert response.status_code in (201, 400), response.text[:300]
+    if response.status_code == 400:
+        # Werkzeug's multipart parser drops a part whose header is not UTF-8: a clear 400, not a 500.
+        body = response.json()
+        reasons = [r.get("reason") for r in body.get("rejected", [])] + [body.get("error")]
+        assert any(reasons), f"refused without saying why: {body}"
+        return
+    [(filename, workflow_id)] = accepted_ids(response).items()
+    filename.encode("utf-8")  # the name shown to people is valid text
+    assert filename.endswith(".jpg"), filename
+    result = completed(workflow_watcher, workflow_id)
+    every_agent_once(result, pipeline_manifest)
