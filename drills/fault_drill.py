@@ -166,6 +166,30 @@ def baseline_selection(faults: Sequence[DrillFault]) -> Selection:
     return functools.reduce(lambda a, b: a.union(b), (f.selection for f in faults))
 
 
+def _write(
+    path: Path,
+    rows: Sequence[DrillRow],
+    baseline: suite.SuiteRun | None,
+    faults: Sequence[DrillFault],
+    started: datetime,
+    state_file: Path,
+    workers: int,
+) -> Path:
+    """Write the report as it stands; ok only once every chosen fault has its row."""
+    ok, reasons = report.verdict(rows, baseline)
+    missing = [f.name for f in faults if f.name not in {r.fault for r in rows}]
+    if missing:
+        reasons = [*reasons, f"not drilled (yet): {', '.join(missing)}"]
+    meta = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "complete": not missing,
+        "state_file": str(state_file),
+        "workers": workers,
+    }
+    return report.write(path, rows, baseline, ok and not missing, reasons, meta)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m drills.fault_drill", description=__doc__.splitlines()[0])
@@ -222,22 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failing = baseline.failed if baseline is not None else []
                 for fault in faults:
                     rows.append(drill_one(control, fault, run_suite, failing))
+                    # Written after every fault, so an interrupted drill still leaves its evidence.
+                    _write(args.report, rows, baseline, faults, started, state_file, args.workers)
     except (DrillError, StackUnavailable) as exc:
         print(f"fault drill: {exc}", file=sys.stderr)
         return 1
     finally:
         ok, reasons = report.verdict(rows, baseline)
+        ok = ok and len(rows) == len(faults)
         if rows or baseline is not None:
-            meta = {
-                "started_at": started.isoformat(timespec="seconds"),
-                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "state_file": str(state_file),
-                "workers": args.workers,
-            }
-            path = report.write(args.report, rows, baseline, ok and len(rows) == len(faults), reasons, meta)
+            path = _write(args.report, rows, baseline, faults, started, state_file, args.workers)
             print(report.table(rows))
             print(f"report: {path}")
-    ok = ok and len(rows) == len(faults)
     for reason in reasons:
         print(f"fault drill: {reason}", file=sys.stderr)
     caught = sum(1 for r in rows if r.caught)

@@ -25,6 +25,10 @@ PIPELINE_SCENARIO = "test_jpeg_upload_completes_with_every_agent_exactly_once"
 # Scenarios about one user seeing another's data (UI list, API, client path under the rules).
 ISOLATION_KEYWORDS = ("isolation", "other_user", "another_user", "others_upload", "user_b")
 
+# Faults that leave the step looking done: the agent's own scenarios run against them. The others
+# (never fires, errors, slow, twice) break the pipeline itself, which one photo through it shows.
+OUTPUT_FAULTS = ("wrong_output", "fake_done")
+
 # Parts of the system a fault can break (the report groups by them).
 PARTS = ("agents", "dashboard", "rules", "config", "finalizer", "storage")
 
@@ -85,9 +89,11 @@ def _agent_fault(manifest: Manifest, switch: str, description: str) -> DrillFaul
     agent, fault = switch.split(".", 1)
     part = {"finalizer.early": "finalizer", "thumbnailer.not_written": "storage"}.get(switch, "agents")
     keep: tuple[str, ...] = (PIPELINE_SCENARIO,)
+    keep_agents: tuple[str, ...] = ()
     expected: tuple[str, ...] = (PIPELINE_SCENARIO,)
-    if fault in ("wrong_output", "fake_done") or switch in agent_faults.SPECIFIC_FAULTS:
+    if fault in OUTPUT_FAULTS or switch in agent_faults.SPECIFIC_FAULTS:
         # The work is (said to be) done: only the agent's own output checks can see through it.
+        keep_agents = (agent,)
         expected = (f"agent({agent}) scenarios",)
     if switch == "validator.accepts_bad":
         keep += ("reject", "bad_input", "corrupt")
@@ -96,7 +102,7 @@ def _agent_fault(manifest: Manifest, switch: str, description: str) -> DrillFaul
         name=switch,
         part=part,
         description=description,
-        selection=Selection(keep=keep, keep_agents=(agent,)),
+        selection=Selection(keep=keep, keep_agents=keep_agents),
         expected=expected,
         service=agent,
         env={FAULTS_ENV: switch},

@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_NO_TESTS = 0, 1, 5
 
 
 @dataclass(frozen=True)
-class TestResult:
+class CaseOutcome:
     """The final outcome of one test (a failed setup or teardown counts as failed)."""
 
     nodeid: str
@@ -39,7 +39,7 @@ class SuiteRun:
     exit_code: int
     started_at: float
     finished_at: float
-    results: dict[str, TestResult] = field(default_factory=dict)
+    results: dict[str, CaseOutcome] = field(default_factory=dict)
     output_dir: str = ""
     timed_out: bool = False
 
@@ -75,9 +75,9 @@ class SuiteRun:
         return {n: self.results[n].message for n in self.failed}
 
 
-def read_log(path: Path) -> dict[str, TestResult]:
+def read_log(path: Path) -> dict[str, CaseOutcome]:
     """Fold the plugin's JSON lines into one outcome per test (skipped only if never failed or passed)."""
-    outcomes: dict[str, TestResult] = {}
+    outcomes: dict[str, CaseOutcome] = {}
     if not path.exists():
         return outcomes
     for raw in path.read_text(encoding="utf-8").splitlines():
@@ -89,11 +89,11 @@ def read_log(path: Path) -> dict[str, TestResult]:
         previous = outcomes.get(nodeid)
         if outcome == "failed":
             if previous is None or previous.outcome != "failed":
-                outcomes[nodeid] = TestResult(nodeid, "failed", float(line["at"]), line.get("message", ""))
+                outcomes[nodeid] = CaseOutcome(nodeid, "failed", float(line["at"]), line.get("message", ""))
         elif outcome == "passed" and when == "call" and (previous is None or previous.outcome != "failed"):
-            outcomes[nodeid] = TestResult(nodeid, "passed")
+            outcomes[nodeid] = CaseOutcome(nodeid, "passed")
         elif outcome == "skipped" and previous is None:
-            outcomes[nodeid] = TestResult(nodeid, "skipped")
+            outcomes[nodeid] = CaseOutcome(nodeid, "skipped")
     return outcomes
 
 
