@@ -1,19 +1,20 @@
-"""The workflow document (one per upload) and the transactions that move its steps."""
+"""The workflow document (one per upload) and the atomic read-decide-write steps that move it."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from google.api_core.exceptions import NotFound
+from google.api_core.exceptions import Aborted, FailedPrecondition, NotFound
 from google.cloud import firestore
 
 from imageflow.manifest import Manifest
 
 COLLECTION = "workflows"
+T = TypeVar("T")
 
 
 class Status(enum.StrEnum):
@@ -41,7 +42,7 @@ class StepStatus(enum.StrEnum):
 
 
 class Claim(enum.StrEnum):
-    """What an agent may do with a delivery, decided in one transaction."""
+    """What an agent may do with a delivery, decided atomically against concurrent deliveries."""
 
     RUN = "run"  # the step is ours: do the work
     ALREADY_DONE = "already-done"  # a duplicate delivery: acknowledge, do nothing
@@ -98,9 +99,40 @@ def workflow_ref(client: firestore.Client, workflow_id: str) -> firestore.Docume
     return client.collection(COLLECTION).document(workflow_id)
 
 
+Decision = tuple[T, dict[str, Any] | None]
+# Enough for every agent of a workflow writing at once; each round is one read and one write.
+MAX_WRITE_ROUNDS = 50
+
+
+def _read_decide_write(
+    client: firestore.Client,
+    workflow_id: str,
+    decide: Callable[[dict[str, Any] | None], Decision[T]],
+) -> T:
+    """Read the workflow, decide, and write only if the document is unchanged since the read.
+
+    Optimistic concurrency (a last-update-time precondition) instead of a transaction: the agents
+    of one workflow write to the same document at the same moment, and lock-based transactions
+    then wait on each other (about 2 s per conflict on the emulator); a lost race costs one re-read.
+    decide gets None when the workflow does not exist; it returns (result, fields or None).
+    """
+    ref = workflow_ref(client, workflow_id)
+    for _ in range(MAX_WRITE_ROUNDS):
+        snapshot = ref.get()
+        result, fields = decide(snapshot.to_dict() if snapshot.exists else None)
+        if not fields:
+            return result
+        try:
+            ref.update(fields, option=client.write_option(last_update_time=snapshot.update_time))
+        except (FailedPrecondition, NotFound):
+            continue  # written (or deleted) since the read: decide again on what is there now
+        return result
+    raise Aborted(f"workflow {workflow_id} kept changing: gave up after {MAX_WRITE_ROUNDS} tries")
+
+
 @dataclass(frozen=True)
 class ClaimResult:
-    """The outcome of claim(), with the document as read inside the transaction."""
+    """The outcome of claim(), with the document as read when the claim was decided."""
 
     claim: Claim
     document: dict[str, Any] | None
@@ -115,49 +147,38 @@ def claim(
 ) -> ClaimResult:
     """Take the step for this delivery unless it is done, held by a live lease, or closed."""
 
-    @firestore.transactional
-    def run(transaction: firestore.Transaction) -> ClaimResult:
-        ref = workflow_ref(client, workflow_id)
-        snapshot = ref.get(transaction=transaction)
-        if not snapshot.exists:
-            return ClaimResult(Claim.UNKNOWN, None)
-        doc = snapshot.to_dict() or {}
+    def decide(doc: dict[str, Any] | None) -> tuple[ClaimResult, dict[str, Any] | None]:
+        if doc is None:
+            return ClaimResult(Claim.UNKNOWN, None), None
         step = (doc.get("steps") or {}).get(agent)
         if step is None:
-            return ClaimResult(Claim.UNKNOWN, doc)
+            return ClaimResult(Claim.UNKNOWN, doc), None
         deliveries = {f"steps.{agent}.deliveries": firestore.Increment(1)}
         if step["status"] in (StepStatus.DONE, StepStatus.REJECTED):
-            transaction.update(ref, deliveries)
-            return ClaimResult(Claim.ALREADY_DONE, doc)
+            return ClaimResult(Claim.ALREADY_DONE, doc), deliveries
         if doc["status"] in (Status.FAILED, Status.REJECTED) or step["status"] == StepStatus.SKIPPED:
-            transaction.update(ref, deliveries)
-            return ClaimResult(Claim.CLOSED, doc)
+            return ClaimResult(Claim.CLOSED, doc), deliveries
         lease_until = step.get("lease_until")
         if step["status"] == StepStatus.RUNNING and lease_until and lease_until > now():
             # A concurrent duplicate is still a delivery seen; it is counted, not worked on.
-            transaction.update(ref, deliveries)
-            return ClaimResult(Claim.BUSY, doc)
+            return ClaimResult(Claim.BUSY, doc), deliveries
         started = now()
         # A workflow completed already (a late step after an early finalize) is never reopened.
         status = doc["status"] if doc["status"] == Status.COMPLETED else Status.PROCESSING.value
-        transaction.update(
-            ref,
-            {
-                **deliveries,
-                "status": status,
-                "updated_at": started,
-                f"steps.{agent}.status": StepStatus.RUNNING.value,
-                f"steps.{agent}.started_at": started,
-                f"steps.{agent}.lease_until": started + lease,
-                f"steps.{agent}.attempts": firestore.Increment(1),
-                f"steps.{agent}.revision": revision,
-                "events": firestore.ArrayUnion([_event(agent, "started", revision)]),
-            },
-        )
-        return ClaimResult(Claim.RUN, doc)
+        fields = {
+            **deliveries,
+            "status": status,
+            "updated_at": started,
+            f"steps.{agent}.status": StepStatus.RUNNING.value,
+            f"steps.{agent}.started_at": started,
+            f"steps.{agent}.lease_until": started + lease,
+            f"steps.{agent}.attempts": firestore.Increment(1),
+            f"steps.{agent}.revision": revision,
+            "events": firestore.ArrayUnion([_event(agent, "started", revision)]),
+        }
+        return ClaimResult(Claim.RUN, doc), fields
 
-    result: ClaimResult = run(client.transaction())
-    return result
+    return _read_decide_write(client, workflow_id, decide)
 
 
 def _finish(
@@ -283,20 +304,16 @@ def release_publish(client: firestore.Client, workflow_id: str, agent: str) -> N
 def claim_publish(client: firestore.Client, workflow_id: str, agent: str, lease: timedelta) -> bool:
     """Take the right to publish a done step's unpublished output; False if published or held."""
 
-    @firestore.transactional
-    def run(transaction: firestore.Transaction) -> bool:
-        ref = workflow_ref(client, workflow_id)
-        doc = ref.get(transaction=transaction).to_dict() or {}
-        step = (doc.get("steps") or {}).get(agent) or {}
+    def decide(doc: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+        step = ((doc or {}).get("steps") or {}).get(agent) or {}
         if step.get("status") != StepStatus.DONE or step.get("published"):
-            return False
+            return False, None
         held_until = step.get("publishing_until")
         if held_until and held_until > now():
-            return False
-        transaction.update(ref, {f"steps.{agent}.publishing_until": now() + lease})
-        return True
+            return False, None
+        return True, {f"steps.{agent}.publishing_until": now() + lease}
 
-    return bool(run(client.transaction()))
+    return _read_decide_write(client, workflow_id, decide)
 
 
 def finalize(
@@ -313,33 +330,29 @@ def finalize(
     """
     needed = tuple(depends_on)
 
-    @firestore.transactional
-    def run(transaction: firestore.Transaction) -> bool:
-        ref = workflow_ref(client, workflow_id)
-        doc = ref.get(transaction=transaction).to_dict() or {}
+    def decide(doc: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+        if doc is None:
+            return False, None
         steps = doc.get("steps") or {}
         if doc.get("status") in TERMINAL or steps.get(agent, {}).get("status") == StepStatus.DONE:
-            return False
+            return False, None
         if any(steps.get(name, {}).get("status") != StepStatus.DONE for name in needed):
-            return False
+            return False, None
         finished = now()
-        transaction.update(
-            ref,
-            {
-                "status": Status.COMPLETED.value,
-                "updated_at": finished,
-                "completed_at": finished,
-                f"steps.{agent}.status": StepStatus.DONE.value,
-                f"steps.{agent}.started_at": steps.get(agent, {}).get("started_at") or finished,
-                f"steps.{agent}.finished_at": finished,
-                f"steps.{agent}.lease_until": None,
-                f"steps.{agent}.attempts": firestore.Increment(1),
-                f"steps.{agent}.revision": revision,
-                f"steps.{agent}.output": {"completed_steps": list(needed)},
-                f"steps.{agent}.publishing_until": finished + publish_lease if publish_lease else None,
-                "events": firestore.ArrayUnion([_event(agent, "done", revision)]),
-            },
-        )
-        return True
+        fields = {
+            "status": Status.COMPLETED.value,
+            "updated_at": finished,
+            "completed_at": finished,
+            f"steps.{agent}.status": StepStatus.DONE.value,
+            f"steps.{agent}.started_at": steps.get(agent, {}).get("started_at") or finished,
+            f"steps.{agent}.finished_at": finished,
+            f"steps.{agent}.lease_until": None,
+            f"steps.{agent}.attempts": firestore.Increment(1),
+            f"steps.{agent}.revision": revision,
+            f"steps.{agent}.output": {"completed_steps": list(needed)},
+            f"steps.{agent}.publishing_until": finished + publish_lease if publish_lease else None,
+            "events": firestore.ArrayUnion([_event(agent, "done", revision)]),
+        }
+        return True, fields
 
-    return bool(run(client.transaction()))
+    return _read_decide_write(client, workflow_id, decide)

@@ -32,6 +32,7 @@ from typing import Any
 import requests
 from flask import Flask, Response, jsonify, request
 from google.api_core import exceptions as google_exceptions
+from google.auth import exceptions as google_auth_exceptions
 from google.cloud import firestore
 from werkzeug.exceptions import HTTPException
 
@@ -52,6 +53,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     google_exceptions.TooManyRequests,
     google_exceptions.InternalServerError,
     google_exceptions.Aborted,
+    google_exceptions.RetryError,
+    google_auth_exceptions.TransportError,
     requests.ConnectionError,
     requests.Timeout,
     ConnectionError,
