@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from imageflow import manifest as manifest_module
+from imageflow.config import ConfigError
 from imageflow.manifest import ManifestError
 
 # Exit code when the service's module or its create_app does not exist (EX_CONFIG of sysexits.h);
@@ -61,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     port = args.port if args.port is not None else int(os.environ.get("PORT") or 8080)
     factory = find_factory(args.service)
-    app = factory()
+    try:
+        app = factory()
+    except ConfigError as exc:
+        # A refused configuration (e.g. a fault switch on staging) is one line, not a traceback.
+        return _fail(f"service {args.service}: {exc}", 1)
 
     import waitress  # imported late: a missing service fails fast without loading the server
 

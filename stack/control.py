@@ -262,10 +262,12 @@ class StackControl:
         while time.monotonic() < deadline:
             if not process.running():
                 code = process.popen.poll() if process.popen is not None else None
-                last_line = process.tail(1)
+                not_implemented = code == EXIT_NOT_IMPLEMENTED
+                detail = "" if not_implemented else f"; log tail:\n{process.tail(15)}"
                 raise RevisionFailed(
-                    f"revision {revision.id} exited (code {code}) before it was ready: {last_line}",
-                    not_implemented=code == EXIT_NOT_IMPLEMENTED,
+                    f"revision {revision.id} exited (code {code}) before it was ready: "
+                    f"{process.tail(1)}{detail}",
+                    not_implemented=not_implemented,
                 )
             try:
                 response = requests.get(url, timeout=2)

@@ -34,6 +34,8 @@ HOP_BY_HOP = frozenset(
         "transfer-encoding",
         "upgrade",
         "proxy-connection",
+        # The router answers 100-continue itself and always sends the whole body upstream.
+        "expect",
     }
 )
 

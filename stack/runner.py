@@ -148,6 +148,7 @@ def start(
             log_dir=str(log_dir),
             env=client_env(PROJECT, hosts),
             emulators=hosts,
+            emulator_urls={name: f"http://{host}" for name, host in hosts.items()},
             router_admin_url=f"http://{HOST}:{admin_port}",
             processes=[ProcessRecord(**p.as_record()) for p in started],  # type: ignore[arg-type]
             owner_pid=os.getpid(),

@@ -81,7 +81,9 @@ class StackState:
     log_dir: str
     environment: str = "local"
     env: dict[str, str] = field(default_factory=dict)
+    # Emulator name -> host:port, and -> base URL.
     emulators: dict[str, str] = field(default_factory=dict)
+    emulator_urls: dict[str, str] = field(default_factory=dict)
     router_admin_url: str = ""
     services: dict[str, ServiceState] = field(default_factory=dict)
     processes: list[ProcessRecord] = field(default_factory=list)
