@@ -1,6 +1,7 @@
 """Root conftest: only declares the fixture plugins; fixtures live in fixtures/, split by concern."""
 
 pytest_plugins = [
+    "fixtures.deployment",
     "fixtures.stack",
     "fixtures.target",
     "fixtures.reporting",

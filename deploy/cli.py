@@ -48,15 +48,28 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--confirm", action="store_true", help="confirm a deploy to a confirm=true target")
     parser.add_argument("--backup", action="store_true", help="take a backup even where the plan does not")
     parser.add_argument("--image", default="", help="container image to deploy (gcp)")
-    parser.add_argument("--restore-backup", default="", metavar="NAME", help="rollback: also restore this backup")
-    parser.add_argument("--rules-from", default="", metavar="REV", help="git revision whose firestore.rules to restore")
+    parser.add_argument(
+        "--restore-backup", default="", metavar="NAME", help="rollback: also restore this backup"
+    )
+    parser.add_argument(
+        "--rules-from", default="", metavar="REV", help="git revision whose firestore.rules to restore"
+    )
+    parser.add_argument(
+        "--revision-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="local only: extra configuration for every candidate revision",
+    )
     options, unknown = parser.parse_known_args(args)
     return options, [*unknown, *tail]
 
 
 def context(options: argparse.Namespace, pytest_args: list[str]) -> RunContext:
     """Resolve the environment and the manifest into a run context (bad input -> PreflightError)."""
-    name = FIXED_ENV.get(options.verb) or options.env or ("local" if options.verb in ("plan", "deploy") else "")
+    name = (
+        FIXED_ENV.get(options.verb) or options.env or ("local" if options.verb in ("plan", "deploy") else "")
+    )
     if options.verb in FIXED_ENV and options.env and options.env != FIXED_ENV[options.verb]:
         raise PreflightError(f"{options.verb} always targets {FIXED_ENV[options.verb]}, not {options.env}")
     if not name:
@@ -68,11 +81,27 @@ def context(options: argparse.Namespace, pytest_args: list[str]) -> RunContext:
         raise PreflightError(str(exc)) from exc
     if options.restore_backup and options.verb != "rollback":
         raise PreflightError("--restore-backup is only accepted by the rollback session")
+    revision_env = dict(item.partition("=")[::2] for item in options.revision_env)
+    if revision_env and not env.is_local:
+        raise PreflightError(
+            "--revision-env is accepted on the local target only (configuration lives in the plan)"
+        )
+    if any(not key for key in revision_env):
+        raise PreflightError("--revision-env needs KEY=VALUE")
     session = "deploy" if options.verb == "plan" else options.verb
     return RunContext(
-        session=session, env=env, manifest=manifest, commit=git_commit(), run_id=new_run_id(),
-        image=options.image, backup=options.backup or env.confirm, smoke=env.name == "production" or env.confirm,
-        pytest_args=pytest_args, restore_backup=options.restore_backup, rules_from=options.rules_from,
+        session=session,
+        env=env,
+        manifest=manifest,
+        commit=git_commit(),
+        run_id=new_run_id(),
+        image=options.image,
+        backup=options.backup or env.confirm,
+        smoke=env.name == "production" or env.confirm,
+        pytest_args=pytest_args,
+        restore_backup=options.restore_backup,
+        rules_from=options.rules_from,
+        revision_env=revision_env,
     )
 
 
@@ -86,8 +115,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return runner.EXIT_BAD_INPUT
     dry = options.verb == "plan"
-    record = RunRecord(session=options.verb, environment=ctx.env.name, kind=ctx.env.kind, commit=ctx.commit,
-                       run_id=ctx.run_id, dry_run=dry)
+    record = RunRecord(
+        session=options.verb,
+        environment=ctx.env.name,
+        kind=ctx.env.kind,
+        commit=ctx.commit,
+        run_id=ctx.run_id,
+        dry_run=dry,
+    )
     shell = Shell(record, dry_run=dry, out=stream)
     try:
         if not dry:
@@ -121,7 +156,9 @@ def execute(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
     code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
     if code == runner.EXIT_OK:
         record.decision = "planned" if shell.dry_run else "promoted"
-        record.reason = record.reason or ("dry run" if shell.dry_run else "verification green, checklist passed")
+        record.reason = record.reason or (
+            "dry run" if shell.dry_run else "verification green, checklist passed"
+        )
     elif record.verification.get("passed") is False and code == runner.EXIT_FAILED:
         record.decision = "rolled back"
     return code

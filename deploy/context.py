@@ -23,7 +23,10 @@ def git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, check=False, timeout=30,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -59,6 +62,8 @@ class RunContext:
     pytest_args: list[str] = field(default_factory=list)
     restore_backup: str = ""
     rules_from: str = ""
+    # Extra configuration for the local candidates (the rollback drill switches a fault on with it).
+    revision_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -73,6 +78,8 @@ class RunContext:
     @property
     def image_ref(self) -> str:
         """The container image to deploy: --image, $IMAGEFLOW_IMAGE, or the registry path by commit."""
-        return self.image or os.environ.get("IMAGEFLOW_IMAGE") or (
-            f"{self.env.region}-docker.pkg.dev/{self.env.project}/imageflow/imageflow:{self.commit}"
+        return (
+            self.image
+            or os.environ.get("IMAGEFLOW_IMAGE")
+            or (f"{self.env.region}-docker.pkg.dev/{self.env.project}/imageflow/imageflow:{self.commit}")
         )

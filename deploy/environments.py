@@ -59,7 +59,9 @@ def _environment(name: str, table: object, where: Path) -> Environment:
     if table["kind"] == "gcp":
         absent = [key for key in _GCP_REQUIRED if not table.get(key)]
         if absent:
-            raise TargetError(f"{where}: environment {name!r} is half-configured: missing {', '.join(absent)}")
+            raise TargetError(
+                f"{where}: environment {name!r} is half-configured: missing {', '.join(absent)}"
+            )
     sensitive = table.get("sensitive", table["kind"] != "local")
     known = set(Environment.__dataclass_fields__) - {"name"}
     unknown = set(table) - known

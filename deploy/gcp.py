@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +42,18 @@ POLICIES: dict[str, dict[str, Any]] = {
 
 def _dry_service(name: str) -> str:
     """A stand-in `run services describe` answer for dry runs: placeholders, clearly not real."""
-    return json.dumps({
-        "metadata": {"name": name},
-        "spec": {"template": {"spec": {"containers": [{"env": []}]}}},
-        "status": {
-            "url": f"https://<{name}-url>",
-            "latestCreatedRevisionName": f"<new revision of {name}>",
-            "latestReadyRevisionName": f"<new revision of {name}>",
-            "traffic": [{"revisionName": f"<live revision of {name}>", "percent": 100}],
-        },
-    })
+    return json.dumps(
+        {
+            "metadata": {"name": name},
+            "spec": {"template": {"spec": {"containers": [{"env": []}]}}},
+            "status": {
+                "url": f"https://<{name}-url>",
+                "latestCreatedRevisionName": f"<new revision of {name}>",
+                "latestReadyRevisionName": f"<new revision of {name}>",
+                "traffic": [{"revisionName": f"<live revision of {name}>", "percent": 100}],
+            },
+        }
+    )
 
 
 def traffic_split(service: dict[str, Any]) -> dict[str, int]:
@@ -119,7 +122,7 @@ class GcpExecutor:
 
     def undoable(self, what: str, argv: list[str]) -> None:
         """Register a change whose undo is one command."""
-        self.changes.append(Change(what, lambda: self.shell.run(argv) and None, shlex.join(argv)))
+        self.changes.append(Change(what, partial(self.shell.run, argv), shlex.join(argv)))
 
     def exists(self, argv: list[str]) -> bool:
         """True when a describe command succeeds (a dry run assumes not, to show the create)."""
@@ -134,7 +137,9 @@ class GcpExecutor:
         """`gcloud run services describe` as JSON, or None when the service does not exist."""
         name = self.env.service_name(service)
         result = self.shell.run(
-            self.run_cmd("services", "describe", name, "--format=json"), check=False, dry_stdout=_dry_service(name)
+            self.run_cmd("services", "describe", name, "--format=json"),
+            check=False,
+            dry_stdout=_dry_service(name),
         )
         if not result.ok:
             if "Cannot find service" in result.stderr:
@@ -155,16 +160,26 @@ class GcpExecutor:
         """The Secret Manager name of a manifest secret key (SESSION_SECRET -> imageflow-session-secret)."""
         return self.env.service_prefix + key.lower().replace("_", "-")
 
-    def create_subscription(self, name: str, topic: str, endpoint: str, agent: AgentSpec, *, lane: bool) -> list[str]:
+    def create_subscription(
+        self, name: str, topic: str, endpoint: str, agent: AgentSpec, *, lane: bool
+    ) -> list[str]:
         """The push subscription create command (lane ones have no dead-letter policy: they are temporary)."""
         argv = [
-            "gcloud", "pubsub", "subscriptions", "create", name, f"--topic={topic}",
-            f"--push-endpoint={endpoint.rstrip('/')}/", f"--push-auth-service-account={self.push_account}",
+            "gcloud",
+            "pubsub",
+            "subscriptions",
+            "create",
+            name,
+            f"--topic={topic}",
+            f"--push-endpoint={endpoint.rstrip('/')}/",
+            f"--push-auth-service-account={self.push_account}",
             f"--ack-deadline={max(10, int(agent.deadline_seconds))}",
         ]
         if not lane:
-            argv += [f"--dead-letter-topic={self.manifest.dead_letter_topic}",
-                     f"--max-delivery-attempts={self.manifest.max_delivery_attempts}"]
+            argv += [
+                f"--dead-letter-topic={self.manifest.dead_letter_topic}",
+                f"--max-delivery-attempts={self.manifest.max_delivery_attempts}",
+            ]
         return [*argv, self.project]
 
     # -- steps ------------------------------------------------------------------------------
@@ -180,15 +195,30 @@ class GcpExecutor:
         created += self.ensure_subscriptions()
         bucket = f"gs://{self.env.bucket}"
         if not self.exists(self.gcloud("storage", "buckets", "describe", bucket, "--format=value(name)")):
-            self.shell.run(self.gcloud("storage", "buckets", "create", bucket, f"--location={self.env.region}",
-                                       "--uniform-bucket-level-access"), when="only if missing")
-            self.undoable(f"delete empty bucket {bucket}", self.gcloud("storage", "buckets", "delete", bucket))
+            self.shell.run(
+                self.gcloud(
+                    "storage",
+                    "buckets",
+                    "create",
+                    bucket,
+                    f"--location={self.env.region}",
+                    "--uniform-bucket-level-access",
+                ),
+                when="only if missing",
+            )
+            self.undoable(
+                f"delete empty bucket {bucket}", self.gcloud("storage", "buckets", "delete", bucket)
+            )
             created.append(bucket)
-        database = self.gcloud("firestore", "databases", "describe", "--database=(default)", "--format=value(name)")
+        database = self.gcloud(
+            "firestore", "databases", "describe", "--database=(default)", "--format=value(name)"
+        )
         if not self.exists(database):
             # A new database is left in place on rollback: deleting a database is never automatic.
-            self.shell.run(self.gcloud("firestore", "databases", "create", f"--location={self.env.region}"),
-                           when="only if missing")
+            self.shell.run(
+                self.gcloud("firestore", "databases", "create", f"--location={self.env.region}"),
+                when="only if missing",
+            )
             created.append("firestore (default)")
         if self.shell.dry_run:
             return "dry run"
@@ -200,7 +230,9 @@ class GcpExecutor:
         created: list[str] = []
         self.deferred = []
         for agent in self.manifest.agents:
-            missing = [t for t in agent.triggers if self.manifest.subscription_name(agent.name, t) not in existing]
+            missing = [
+                t for t in agent.triggers if self.manifest.subscription_name(agent.name, t) not in existing
+            ]
             if not missing:
                 continue
             service = self.describe(agent.name)
@@ -209,9 +241,13 @@ class GcpExecutor:
                 continue
             for topic in missing:
                 name = self.manifest.subscription_name(agent.name, topic)
-                self.shell.run(self.create_subscription(name, topic, service["status"]["url"], agent, lane=False),
-                               when="only if missing")
-                self.undoable(f"delete subscription {name}", self.gcloud("pubsub", "subscriptions", "delete", name))
+                self.shell.run(
+                    self.create_subscription(name, topic, service["status"]["url"], agent, lane=False),
+                    when="only if missing",
+                )
+                self.undoable(
+                    f"delete subscription {name}", self.gcloud("pubsub", "subscriptions", "delete", name)
+                )
                 created.append(name)
         return created
 
@@ -220,8 +256,11 @@ class GcpExecutor:
         names = dict.fromkeys(self.secret_name(k) for s in self.manifest.services for k in s.required_secrets)
         for name in names:
             state = self.shell.run(
-                self.gcloud("secrets", "versions", "describe", "latest", f"--secret={name}", "--format=value(state)"),
-                check=False, dry_stdout="ENABLED",
+                self.gcloud(
+                    "secrets", "versions", "describe", "latest", f"--secret={name}", "--format=value(state)"
+                ),
+                check=False,
+                dry_stdout="ENABLED",
             )
             if not state.ok or state.stdout.strip() != "ENABLED":
                 raise StepFailed(
@@ -243,14 +282,22 @@ class GcpExecutor:
             name = self.env.service_name(spec.name)
             current = self.describe(spec.name)
             argv = self.run_cmd("deploy", name, f"--image={self.ctx.image_ref}", f"--args={spec.name}")
-            env_vars = {"IMAGEFLOW_ENV": self.env.name, "GOOGLE_CLOUD_PROJECT": self.env.project,
-                        "IMAGEFLOW_BUCKET": self.env.bucket, "IMAGEFLOW_COMMIT": self.ctx.commit}
+            env_vars = {
+                "IMAGEFLOW_ENV": self.env.name,
+                "GOOGLE_CLOUD_PROJECT": self.env.project,
+                "IMAGEFLOW_BUCKET": self.env.bucket,
+                "IMAGEFLOW_COMMIT": self.ctx.commit,
+            }
             argv.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env_vars.items()))
             if spec.required_secrets:
-                argv.append("--set-secrets=" + ",".join(
-                    f"{k}={self.secret_name(k)}:latest" for k in spec.required_secrets))
+                argv.append(
+                    "--set-secrets="
+                    + ",".join(f"{k}={self.secret_name(k)}:latest" for k in spec.required_secrets)
+                )
             # The dashboard is public; agents only accept Pub/Sub pushes signed for the push account.
-            argv.append("--allow-unauthenticated" if spec.name == "dashboard" else "--no-allow-unauthenticated")
+            argv.append(
+                "--allow-unauthenticated" if spec.name == "dashboard" else "--no-allow-unauthenticated"
+            )
             argv.append(f"--tag={self.ctx.tag}")
             if current is None:
                 # Cloud Run refuses --no-traffic when creating a service; nothing is live yet anyway.
@@ -261,16 +308,22 @@ class GcpExecutor:
                 self.record.revisions_before[spec.name] = live_revision(current)
             self.shell.run([*argv, "--quiet"])
             if current is None:
-                self.undoable(f"delete new service {name}", self.run_cmd("services", "delete", name, "--quiet"))
+                self.undoable(
+                    f"delete new service {name}", self.run_cmd("services", "delete", name, "--quiet")
+                )
             else:
-                self.undoable(f"remove tag {self.ctx.tag} from {name}",
-                              self.run_cmd("services", "update-traffic", name, f"--remove-tags={self.ctx.tag}"))
+                self.undoable(
+                    f"remove tag {self.ctx.tag} from {name}",
+                    self.run_cmd("services", "update-traffic", name, f"--remove-tags={self.ctx.tag}"),
+                )
             deployed = self.describe(spec.name) or {}
             status = deployed.get("status", {})
             revision = status.get("latestCreatedRevisionName", "")
             if not revision or status.get("latestReadyRevisionName") != revision:
                 raise StepFailed(f"candidate revision {revision or '?'} of {name} is not ready")
-            url = tagged_url(deployed, self.ctx.tag) or (self.shell.dry_run and f"https://{self.ctx.tag}---<{name}>")
+            url = tagged_url(deployed, self.ctx.tag) or (
+                self.shell.dry_run and f"https://{self.ctx.tag}---<{name}>"
+            )
             if not url:
                 raise StepFailed(f"{name} has no URL for tag {self.ctx.tag}")
             self.candidate_revisions[spec.name] = revision
@@ -284,28 +337,44 @@ class GcpExecutor:
         if not self.shell.dry_run:
             target.mkdir(parents=True, exist_ok=True)
             (target / "firestore.rules").write_text(content, encoding="utf-8")
-            (target / "firebase.json").write_text(json.dumps({"firestore": {"rules": "firestore.rules"}}) + "\n",
-                                                  encoding="utf-8")
+            (target / "firebase.json").write_text(
+                json.dumps({"firestore": {"rules": "firestore.rules"}}) + "\n", encoding="utf-8"
+            )
         return target
 
     def firebase_deploy(self, directory: Path) -> list[str]:
         """The rules deploy command for a prepared directory."""
-        return ["firebase", "deploy", "--only=firestore:rules", f"--project={self.env.project}",
-                f"--config={directory / 'firebase.json'}", "--non-interactive"]
+        return [
+            "firebase",
+            "deploy",
+            "--only=firestore:rules",
+            f"--project={self.env.project}",
+            f"--config={directory / 'firebase.json'}",
+            "--non-interactive",
+        ]
 
     def rules_at(self, revision: str) -> str:
         """firestore.rules as it was at a git revision (git show REV:firestore.rules)."""
         repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO)
-        return self.shell.run(["git", "-C", repo, "show", f"{revision}:firestore.rules"],
-                              dry_stdout="<rules at that commit>").stdout
+        return self.shell.run(
+            ["git", "-C", repo, "show", f"{revision}:firestore.rules"], dry_stdout="<rules at that commit>"
+        ).stdout
 
     def deployed_commit(self, service: str, revision: str) -> str:
         """The IMAGEFLOW_COMMIT a revision was deployed from, or ""."""
         if not revision:
             return ""
-        out = self.shell.run(self.run_cmd("revisions", "describe", revision, "--format=json"), check=False,
-                             dry_stdout=json.dumps({"spec": {"containers": [{"env": [
-                                 {"name": "IMAGEFLOW_COMMIT", "value": "<previous commit>"}]}]}}))
+        out = self.shell.run(
+            self.run_cmd("revisions", "describe", revision, "--format=json"),
+            check=False,
+            dry_stdout=json.dumps(
+                {
+                    "spec": {
+                        "containers": [{"env": [{"name": "IMAGEFLOW_COMMIT", "value": "<previous commit>"}]}]
+                    }
+                }
+            ),
+        )
         try:
             return container_env(json.loads(out.stdout)).get("IMAGEFLOW_COMMIT", "") if out.ok else ""
         except json.JSONDecodeError:
@@ -319,14 +388,19 @@ class GcpExecutor:
         except OSError as exc:
             raise StepFailed(f"cannot read {source}: {exc.strerror}") from exc
         previous = self.ctx.rules_from or self.deployed_commit(
-            "dashboard", self.record.revisions_before.get("dashboard", ""))
+            "dashboard", self.record.revisions_before.get("dashboard", "")
+        )
         self.shell.run(self.firebase_deploy(self.rules_dir("candidate", content)))
         if previous:
-            self.changes.append(Change(
-                f"redeploy firestore.rules of {previous}", lambda: self.deploy_rules_of(previous),
-                f"git show {previous}:firestore.rules > firestore.rules && firebase deploy --only firestore:rules "
-                f"--project={self.env.project}",
-            ))
+            self.changes.append(
+                Change(
+                    f"redeploy firestore.rules of {previous}",
+                    lambda: self.deploy_rules_of(previous),
+                    f"git show {previous}:firestore.rules > firestore.rules && "
+                    "firebase deploy --only firestore:rules "
+                    f"--project={self.env.project}",
+                )
+            )
             return f"previous rules: {previous}"
         self.record.warnings.append("no previous commit known: a rollback cannot restore the previous rules")
         return "no previous rules known"
@@ -360,11 +434,21 @@ class GcpExecutor:
     def run_suite(self, lane: str) -> str:
         """Run the suite against the candidates; red raises VerificationFailed."""
         command = verify.suite_command(self.ctx)
-        env = verify.suite_env(self.ctx, self.candidate_urls.get("dashboard", ""), self.candidate_revisions,
-                               self.candidate_urls, lane)
-        result = self.shell.run(command, check=False, env=env, stream=True)
-        self.record.verification = {"command": shlex.join(command), "exit_code": result.exit_code,
-                                    "passed": result.ok, "lane": lane, "target": self.env.name}
+        env = verify.suite_env(
+            self.ctx,
+            self.candidate_urls.get("dashboard", ""),
+            self.candidate_revisions,
+            self.candidate_urls,
+            lane,
+        )
+        result = self.shell.run(command, check=False, env=env, stream=True, cwd=str(REPO))
+        self.record.verification = {
+            "command": shlex.join(command),
+            "exit_code": result.exit_code,
+            "passed": result.ok,
+            "lane": lane,
+            "target": self.env.name,
+        }
         if not result.ok:
             raise VerificationFailed(f"the suite was red (exit {result.exit_code})")
         return "suite green"
@@ -385,13 +469,18 @@ class GcpExecutor:
             previous = self.before.get(spec.name)
             if previous:
                 split = ",".join(f"{r}={p}" for r, p in previous.items())
-                self.undoable(f"route {name} back to {split}",
-                              self.run_cmd("services", "update-traffic", name, f"--to-revisions={split}"))
+                self.undoable(
+                    f"route {name} back to {split}",
+                    self.run_cmd("services", "update-traffic", name, f"--to-revisions={split}"),
+                )
         for spec in self.manifest.services:
             live = live_revision(self.describe(spec.name) or {})
             self.record.revisions_after[spec.name] = live
             if not self.shell.dry_run and live != self.candidate_revisions[spec.name]:
-                raise StepFailed(f"{self.env.service_name(spec.name)} serves {live}, not {self.candidate_revisions[spec.name]}")
+                raise StepFailed(
+                    f"{self.env.service_name(spec.name)} serves {live}, "
+                    f"not {self.candidate_revisions[spec.name]}"
+                )
         if self.deferred:
             self.ensure_subscriptions()
         return "all traffic on the candidates"
@@ -399,29 +488,51 @@ class GcpExecutor:
     def monitoring(self) -> str:
         """Uptime check on the dashboard and the alert policies: present and enabled (created if missing)."""
         prefix = self.env.service_prefix
-        checks = json.loads(self.shell.run(self.gcloud("monitoring", "uptime", "list-configs", "--format=json"),
-                                           dry_stdout="[]").stdout or "[]")
+        checks = json.loads(
+            self.shell.run(
+                self.gcloud("monitoring", "uptime", "list-configs", "--format=json"), dry_stdout="[]"
+            ).stdout
+            or "[]"
+        )
         uptime_name = f"{prefix}dashboard-healthz"
         if not any(c.get("displayName") == uptime_name for c in checks):
             dashboard = self.describe("dashboard") or {}
             host = str(dashboard.get("status", {}).get("url", "")).removeprefix("https://").rstrip("/")
-            self.shell.run(self.gcloud(
-                "monitoring", "uptime", "create", uptime_name, "--resource-type=uptime-url",
-                f"--resource-labels=host={host},project_id={self.env.project}", "--path=/healthz",
-                "--protocol=https"), when="only if missing")
-        policies = json.loads(self.shell.run(self.gcloud("alpha", "monitoring", "policies", "list", "--format=json"),
-                                             dry_stdout="[]").stdout or "[]")
+            self.shell.run(
+                self.gcloud(
+                    "monitoring",
+                    "uptime",
+                    "create",
+                    uptime_name,
+                    "--resource-type=uptime-url",
+                    f"--resource-labels=host={host},project_id={self.env.project}",
+                    "--path=/healthz",
+                    "--protocol=https",
+                ),
+                when="only if missing",
+            )
+        policies = json.loads(
+            self.shell.run(
+                self.gcloud("alpha", "monitoring", "policies", "list", "--format=json"), dry_stdout="[]"
+            ).stdout
+            or "[]"
+        )
         by_name = {p.get("displayName"): p for p in policies}
         for suffix, spec in POLICIES.items():
             display = f"{prefix}{suffix}"
             policy = by_name.get(display)
             if policy is None:
                 path = self.policy_file(display, spec)
-                self.shell.run(self.gcloud("alpha", "monitoring", "policies", "create",
-                                           f"--policy-from-file={path}"), when="only if missing")
+                self.shell.run(
+                    self.gcloud("alpha", "monitoring", "policies", "create", f"--policy-from-file={path}"),
+                    when="only if missing",
+                )
             elif not policy.get("enabled", False):
-                self.shell.run(self.gcloud("alpha", "monitoring", "policies", "update", str(policy.get("name")),
-                                           "--enabled"))
+                self.shell.run(
+                    self.gcloud(
+                        "alpha", "monitoring", "policies", "update", str(policy.get("name")), "--enabled"
+                    )
+                )
         return f"uptime check {uptime_name}, {len(POLICIES)} alert policies enabled"
 
     def policy_file(self, display: str, spec: dict[str, Any]) -> Path:
@@ -432,9 +543,17 @@ class GcpExecutor:
             "combiner": "OR",
             "enabled": True,
             "notificationChannels": [self.env.notification_channel] if self.env.notification_channel else [],
-            "conditions": [{"displayName": spec["displayName"], "conditionThreshold": {
-                "filter": spec["filter"], "comparison": spec["comparison"], "thresholdValue": spec["threshold"],
-                "duration": "300s"}}],
+            "conditions": [
+                {
+                    "displayName": spec["displayName"],
+                    "conditionThreshold": {
+                        "filter": spec["filter"],
+                        "comparison": spec["comparison"],
+                        "thresholdValue": spec["threshold"],
+                        "duration": "300s",
+                    },
+                }
+            ],
         }
         if not self.shell.dry_run:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -443,7 +562,9 @@ class GcpExecutor:
 
     def checklist(self) -> str:
         """Post-launch: every service ready, no emulator variables, deployed rules equal this commit's."""
-        token = self.shell.run(["gcloud", "auth", "print-identity-token"], dry_stdout="<token>").stdout.strip()
+        token = self.shell.run(
+            ["gcloud", "auth", "print-identity-token"], dry_stdout="<token>"
+        ).stdout.strip()
         problems: list[str] = []
         for spec in self.manifest.services:
             name = self.env.service_name(spec.name)
@@ -466,8 +587,9 @@ class GcpExecutor:
         if self.shell.dry_run:
             return []
         try:
-            response = requests.get(f"{url}/readyz", headers={"Authorization": f"Bearer {token}"},
-                                    timeout=HTTP_TIMEOUT)
+            response = requests.get(
+                f"{url}/readyz", headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT
+            )
             report = response.json()
         except (requests.RequestException, ValueError) as exc:
             return [f"{name} /readyz unreachable or not JSON ({type(exc).__name__})"]
@@ -488,13 +610,19 @@ class GcpExecutor:
         headers = {"Authorization": f"Bearer {token}"}
         try:
             release = requests.get(release_url, headers=headers, timeout=HTTP_TIMEOUT).json()
-            ruleset = requests.get(f"{base}/{release['rulesetName']}", headers=headers, timeout=HTTP_TIMEOUT).json()
+            ruleset = requests.get(
+                f"{base}/{release['rulesetName']}", headers=headers, timeout=HTTP_TIMEOUT
+            ).json()
             files = ruleset["source"]["files"]
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             return [f"cannot read the deployed rules ({type(exc).__name__})"]
         deployed = "".join(f.get("content", "") for f in files)
         expected = rules_file().read_text(encoding="utf-8")
-        return [] if deployed.strip() == expected.strip() else ["deployed firestore.rules differ from this commit's"]
+        return (
+            []
+            if deployed.strip() == expected.strip()
+            else ["deployed firestore.rules differ from this commit's"]
+        )
 
 
 def _ready(revision: dict[str, Any]) -> bool:
@@ -514,10 +642,17 @@ class GcpRollback:
         x = self.x
         name = x.env.service_name(service)
         live = live_revision(x.describe(service) or {})
-        out = x.shell.run(x.run_cmd("revisions", "list", f"--service={name}", "--format=json"),
-                          dry_stdout=json.dumps([{"metadata": {"name": f"<previous revision of {name}>",
-                                                               "creationTimestamp": "0"},
-                                                  "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]))
+        out = x.shell.run(
+            x.run_cmd("revisions", "list", f"--service={name}", "--format=json"),
+            dry_stdout=json.dumps(
+                [
+                    {
+                        "metadata": {"name": f"<previous revision of {name}>", "creationTimestamp": "0"},
+                        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+                    }
+                ]
+            ),
+        )
         revisions = sorted(json.loads(out.stdout or "[]"), key=lambda r: r["metadata"]["creationTimestamp"])
         names = [r["metadata"]["name"] for r in revisions]
         older = revisions[: names.index(live)] if live in names else revisions
@@ -536,20 +671,28 @@ class GcpRollback:
             x.record.revisions_before[spec.name] = live
             x.record.revisions_after[spec.name] = previous
             argv = x.run_cmd("services", "update-traffic", name, f"--to-revisions={previous}=100")
-            changes.append(Change(f"route {name} to {previous}", lambda a=argv: x.shell.run(a) and None,
-                                  shlex.join(argv)))
+            changes.append(
+                Change(f"route {name} to {previous}", partial(x.shell.run, argv), shlex.join(argv))
+            )
         commit = x.ctx.rules_from or x.deployed_commit("dashboard", x.record.revisions_after["dashboard"])
         if not commit:
-            raise StepFailed("the previous dashboard revision records no IMAGEFLOW_COMMIT: pass --rules-from REV")
-        changes.append(Change(
-            f"redeploy firestore.rules of {commit}", lambda: x.deploy_rules_of(commit),
-            f"git show {commit}:firestore.rules > firestore.rules && firebase deploy --only firestore:rules "
-            f"--project={x.env.project}"))
+            raise StepFailed(
+                "the previous dashboard revision records no IMAGEFLOW_COMMIT: pass --rules-from REV"
+            )
+        changes.append(
+            Change(
+                f"redeploy firestore.rules of {commit}",
+                lambda: x.deploy_rules_of(commit),
+                f"git show {commit}:firestore.rules > firestore.rules && "
+                "firebase deploy --only firestore:rules "
+                f"--project={x.env.project}",
+            )
+        )
         if x.ctx.restore_backup:
             uri = x.ctx.restore_backup
             if not uri.startswith("gs://"):
                 uri = f"{x.env.backup_bucket.rstrip('/')}/{uri}"
             argv = x.gcloud("firestore", "import", uri)
-            changes.append(Change(f"restore backup {uri}", lambda: x.shell.run(argv) and None, shlex.join(argv)))
+            changes.append(Change(f"restore backup {uri}", partial(x.shell.run, argv), shlex.join(argv)))
             x.record.backup = uri
         return changes

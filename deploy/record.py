@@ -110,7 +110,9 @@ def _steps_table(entries: list[StepEntry]) -> list[str]:
     lines = ["| # | step | status | duration | commands |", "| --- | --- | --- | --- | --- |"]
     for e in entries:
         codes = ", ".join(str(c.exit_code) for c in e.commands) or "-"
-        lines.append(f"| {e.index} | {e.title} | {e.status} | {e.duration_s:.1f}s | {len(e.commands)} (exit {codes}) |")
+        lines.append(
+            f"| {e.index} | {e.title} | {e.status} | {e.duration_s:.1f}s | {len(e.commands)} (exit {codes}) |"
+        )
     return lines
 
 

@@ -37,13 +37,17 @@ def run_steps(steps: Sequence[Step], changes: list[Change], record: RunRecord, s
                 record.verification.setdefault("passed", False)
             record.reason = f"{step.title} failed: {exc}"
             for later in steps[index:]:
-                record.steps.append(type(entry)(index=steps.index(later) + 1, key=later.key, title=later.title,
-                                                status="not run"))
+                record.steps.append(
+                    type(entry)(
+                        index=steps.index(later) + 1, key=later.key, title=later.title, status="not run"
+                    )
+                )
             return rollback(changes, record, shell)
         entry.duration_s = round(time.monotonic() - started, 3)
-        entry.status = "done"
+        # A step that cannot apply here (monitoring locally) says so; it is never reported as passed.
+        entry.status = "not applicable" if entry.detail.startswith("not applicable") else "done"
         suffix = f" ({entry.detail})" if entry.detail else ""
-        shell.say(f"{label} ... done in {entry.duration_s:.1f}s{suffix}")
+        shell.say(f"{label} ... {entry.status} in {entry.duration_s:.1f}s{suffix}")
     record.current = None
     return EXIT_OK
 

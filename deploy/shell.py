@@ -7,15 +7,16 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from deploy.record import CommandEntry, RunRecord
 from deploy.steps import StepFailed
 
 # Long cloud operations (deploy, export) may take minutes; a hung CLI must still end the step.
 DEFAULT_TIMEOUT = 1800.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,25 @@ class Shell:
         self.say(f"    {text}")
         self.record.command(CommandEntry(command=text, exit_code=None if self.dry_run else 0, duration_s=0.0))
 
+    def action(self, text: str, do: Callable[[], T], dry_result: T) -> T:
+        """Record and run a local action (a stack call); its failure becomes StepFailed with the reason."""
+        self.say(f"    {text}")
+        if self.dry_run:
+            self.record.command(CommandEntry(command=text, exit_code=None, duration_s=0.0))
+            return dry_result
+        started = time.monotonic()
+        try:
+            result = do()
+        except StepFailed as exc:
+            self.record.command(CommandEntry(text, 1, round(time.monotonic() - started, 3), str(exc)))
+            raise
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.record.command(CommandEntry(text, 1, round(time.monotonic() - started, 3), reason))
+            raise StepFailed(f"{text}: {reason}") from exc
+        self.record.command(CommandEntry(text, 0, round(time.monotonic() - started, 3)))
+        return result
+
     def run(
         self,
         argv: Sequence[str],
@@ -63,9 +83,9 @@ class Shell:
         check: bool = True,
         when: str = "",
         dry_stdout: str = "",
-        secret_output: bool = False,
         env: Mapping[str, str] | None = None,
         stream: bool = False,
+        cwd: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Result:
         """Run argv; raise StepFailed with the CLI's error line when check and it fails."""
@@ -79,24 +99,29 @@ class Shell:
         full_env = {**os.environ, **env} if env else None
         try:
             if stream:
-                completed = subprocess.run(list(argv), env=full_env, timeout=timeout, check=False)
-                stdout, stderr = "", ""
+                streamed = subprocess.run(list(argv), env=full_env, timeout=timeout, check=False, cwd=cwd)
+                stdout, stderr, code = "", "", streamed.returncode
             else:
                 completed = subprocess.run(
-                    list(argv), env=full_env, timeout=timeout, check=False, capture_output=True, text=True
+                    list(argv),
+                    env=full_env,
+                    timeout=timeout,
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    cwd=cwd,
                 )
-                stdout, stderr = completed.stdout, completed.stderr
-            code = completed.returncode
+                stdout, stderr, code = completed.stdout, completed.stderr, completed.returncode
         except FileNotFoundError as exc:
             self.record.command(CommandEntry(text, 127, time.monotonic() - started, f"{argv[0]} not found"))
             raise StepFailed(f"{argv[0]} not found on PATH") from exc
         except subprocess.TimeoutExpired as exc:
-            self.record.command(CommandEntry(text, None, time.monotonic() - started, f"timed out after {timeout:.0f}s"))
+            self.record.command(
+                CommandEntry(text, None, time.monotonic() - started, f"timed out after {timeout:.0f}s")
+            )
             raise StepFailed(f"`{text}` did not finish within {timeout:.0f}s") from exc
         error = "" if code == 0 else last_line(stderr)
         self.record.command(CommandEntry(text, code, round(time.monotonic() - started, 3), error))
-        if secret_output:
-            stdout = stdout.strip()
         if code != 0 and check:
             raise StepFailed(f"`{text}` exited {code}" + (f": {error}" if error else ""))
         return Result(tuple(argv), code, stdout, stderr)

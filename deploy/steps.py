@@ -23,7 +23,7 @@ class Change:
     """One thing a run changed, with how to undo it and the command a human runs if that fails."""
 
     what: str
-    undo: Callable[[], None]
+    undo: Callable[[], object]
     manual: str
 
 

@@ -16,7 +16,12 @@ def suite_command(ctx: RunContext) -> list[str]:
     if override:
         return [*shlex.split(override), *ctx.pytest_args]
     command = [
-        sys.executable, "-m", "pytest", "tests/e2e", "-p", "no:cacheprovider",
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/e2e",
+        "-p",
+        "no:cacheprovider",
         f"--junitxml=reports/junit-{ctx.session}-{ctx.run_id}.xml",
         "--alluredir=reports/allure-results",
     ]

@@ -40,39 +40,62 @@ def staging(fake_cloud: FakeCloud, rules_history: str) -> FakeCloud:
 
 
 def test_staging_e2e_runs_the_exact_plan_and_promotes(staging: FakeCloud, rules_history: str) -> None:
-    """Green verification: every step's commands in order, traffic moved only after the suite, record written."""
+    """Green: every step's commands in order, traffic moved only after the suite, record written."""
     code, output = run("staging_e2e")
     c = commands(staging)
-    expected = (c.preflight() + c.infrastructure_present() + c.secrets() + c.candidates()
-                + c.rules("imageflow-dashboard-00001-old") + c.lane_open() + c.lane_close() + c.promote()
-                + c.monitoring_present() + c.checklist())
+    expected = (
+        c.preflight()
+        + c.infrastructure_present()
+        + c.secrets()
+        + c.candidates()
+        + c.rules("imageflow-dashboard-00001-old")
+        + c.lane_open()
+        + c.lane_close()
+        + c.promote()
+        + c.monitoring_present()
+        + c.checklist()
+    )
     assert staging.calls() == expected
     assert code == 0, output
     assert all(live(staging, s) != f"imageflow-{s}-00001-old" for s in SERVICES)
     assert staging.state["rules"]["imageflow-staging"] == RULES_V1
     assert not [t for t in staging.state["topics"] if t.startswith(LANE)], "lane topics left behind"
     record = staging.record()
-    assert record["decision"] == "promoted" and record["exit_code"] == 0
+    assert record["decision"] == "promoted"
+    assert record["exit_code"] == 0
     assert record["revisions_before"] == {s: f"imageflow-{s}-00001-old" for s in SERVICES}
     assert record["revisions_after"] == {s: live(staging, s) for s in SERVICES}
-    assert record["verification"]["passed"] is True and record["verification"]["lane"] == LANE
+    assert record["verification"]["passed"] is True
+    assert record["verification"]["lane"] == LANE
     assert "[3/8] deploy candidates ... done in" in output
     assert (staging.runs_dir / (staging.runs_dir.glob("*.json").__next__().stem + ".md")).exists()
 
 
-def test_production_gate_backs_up_first_and_needs_confirmation(fake_cloud: FakeCloud, rules_history: str) -> None:
+def test_production_gate_backs_up_first_and_needs_confirmation(
+    fake_cloud: FakeCloud, rules_history: str
+) -> None:
     """Production: refused without confirmation; with it the backup comes before any change."""
     fake_cloud.seed_live(project="imageflow-production", commit=rules_history)
     code, _ = run("production_gate")
-    assert code == 2 and fake_cloud.calls() == []
+    assert code == 2
+    assert fake_cloud.calls() == []
     code, output = run("production_gate", "--confirm")
     assert code == 0, output
     c = commands(fake_cloud, "imageflow-production", "production")
     backup = "gs://imageflow-production-backups/backup-t1"
-    expected = (c.preflight() + c.infrastructure_present() + c.secrets()
-                + [c.g("firestore", "export", backup, "--format=json")] + c.candidates()
-                + c.rules("imageflow-dashboard-00001-old") + c.lane_open() + c.lane_close() + c.promote()
-                + c.monitoring_present() + c.checklist())
+    expected = (
+        c.preflight()
+        + c.infrastructure_present()
+        + c.secrets()
+        + [c.g("firestore", "export", backup, "--format=json")]
+        + c.candidates()
+        + c.rules("imageflow-dashboard-00001-old")
+        + c.lane_open()
+        + c.lane_close()
+        + c.promote()
+        + c.monitoring_present()
+        + c.checklist()
+    )
     assert fake_cloud.calls() == expected
     assert fake_cloud.record()["backup"] == backup
     assert fake_cloud.state["exports"] == [backup]
@@ -81,52 +104,75 @@ def test_production_gate_backs_up_first_and_needs_confirmation(fake_cloud: FakeC
 def test_red_verification_rolls_back_exactly_and_exits_non_zero(
     staging: FakeCloud, rules_history: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Suite red: lane closed, rules of the previous commit redeployed, candidate tags removed, traffic untouched."""
+    """Suite red: lane closed, previous rules redeployed, candidate tags removed, traffic untouched."""
     monkeypatch.setenv("IMAGEFLOW_VERIFY_COMMAND", "python3 -c 'raise SystemExit(1)'")
     code, output = run("staging_e2e")
     assert code == 1, output
     c = commands(staging)
     undo = [f"git -C {staging.rules_path.parent / 'rules-repo'} show {rules_history}:firestore.rules"]
-    expected = (c.preflight() + c.infrastructure_present() + c.secrets() + c.candidates()
-                + c.rules("imageflow-dashboard-00001-old") + c.lane_open() + c.lane_close()
-                + [c.firebase(rules_history)] + [c.remove_tag(s) for s in reversed(SERVICES)])
+    expected = (
+        c.preflight()
+        + c.infrastructure_present()
+        + c.secrets()
+        + c.candidates()
+        + c.rules("imageflow-dashboard-00001-old")
+        + c.lane_open()
+        + c.lane_close()
+        + [c.firebase(rules_history)]
+        + [c.remove_tag(s) for s in reversed(SERVICES)]
+    )
     assert staging.calls() == [line for line in expected if not line.startswith("git ")]
     assert undo  # git show is a local command: checked through the record below
     assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
     assert staging.state["rules"]["imageflow-staging"] == RULES_V0
     assert not any(t.get("tag") for s in staging.state["services"].values() for t in s["traffic"])
     record = staging.record()
-    assert record["decision"] == "rolled back" and record["exit_code"] == 1
+    assert record["decision"] == "rolled back"
+    assert record["exit_code"] == 1
     assert record["verification"]["passed"] is False
     assert any(cmd["command"] == undo[0] for e in record["rollback"] for cmd in e["commands"])
 
 
-def test_deploy_failing_midway_undoes_only_what_changed(staging: FakeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deploy_failing_midway_undoes_only_what_changed(
+    staging: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The exif deploy fails: the three earlier candidates lose their tags, nothing else is touched."""
     monkeypatch.setenv("FAKE_CLOUD_FAIL", "deploy imageflow-exif")
     code, output = run("staging_e2e")
     assert code == 1
     c = commands(staging)
     done = SERVICES[: SERVICES.index("exif")]
-    expected = (c.preflight() + c.infrastructure_present() + c.secrets() + c.candidates(done)
-                + [c.describe("exif"), c.deploy("exif")] + [c.remove_tag(s) for s in reversed(done)])
+    expected = (
+        c.preflight()
+        + c.infrastructure_present()
+        + c.secrets()
+        + c.candidates(done)
+        + [c.describe("exif"), c.deploy("exif")]
+        + [c.remove_tag(s) for s in reversed(done)]
+    )
     assert staging.calls() == expected
     assert "ERROR: (gcloud.run.deploy)" in output
-    assert staging.state["rules"]["imageflow-staging"] == RULES_V1, "rules were never deployed, so never touched"
+    assert staging.state["rules"]["imageflow-staging"] == RULES_V1, (
+        "rules were never deployed, so never touched"
+    )
     assert staging.record()["steps"][3]["status"] == "failed"
 
 
-def test_promotion_failing_midway_routes_back(staging: FakeCloud, rules_history: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promotion_failing_midway_routes_back(
+    staging: FakeCloud, rules_history: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Traffic already moved for some services goes back to their previous revisions, newest change first."""
     monkeypatch.setenv("FAKE_CLOUD_FAIL", "update-traffic imageflow-exif --to-tags")
     code, _ = run("staging_e2e")
     assert code == 1
     c = commands(staging)
     moved = SERVICES[: SERVICES.index("exif")]
-    tail = staging.calls()[-(len(moved) + 1 + len(SERVICES)):]
-    assert tail == ([c.route_back(s, f"imageflow-{s}-00001-old") for s in reversed(moved)]
-                    + [c.firebase(rules_history)] + [c.remove_tag(s) for s in reversed(SERVICES)])
+    tail = staging.calls()[-(len(moved) + 1 + len(SERVICES)) :]
+    assert tail == (
+        [c.route_back(s, f"imageflow-{s}-00001-old") for s in reversed(moved)]
+        + [c.firebase(rules_history)]
+        + [c.remove_tag(s) for s in reversed(SERVICES)]
+    )
     assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
 
 
@@ -145,7 +191,8 @@ def test_rollback_that_fails_stops_loudly_with_manual_commands(
         assert f"  {line}" in output
     assert staging.calls()[-1] == remaining[0], "nothing was attempted after the failed undo"
     record = staging.record()
-    assert record["manual_commands"] == remaining and record["decision"] == "ROLLBACK FAILED"
+    assert record["manual_commands"] == remaining
+    assert record["decision"] == "ROLLBACK FAILED"
 
 
 def test_unready_service_after_promotion_rolls_everything_back(staging: FakeCloud) -> None:
@@ -183,8 +230,9 @@ def test_first_deploy_creates_infrastructure_and_services(fake_cloud: FakeCloud,
     manifest = c.manifest
     assert set(fake_cloud.state["topics"]) == set(manifest.topics)
     assert set(fake_cloud.state["subscriptions"]) == {
-        manifest.subscription_name(a.name, t) for a in manifest.agents for t in a.triggers}
-    assert f"gs://imageflow-staging-uploads" in fake_cloud.state["buckets"]
+        manifest.subscription_name(a.name, t) for a in manifest.agents for t in a.triggers
+    }
+    assert "gs://imageflow-staging-uploads" in fake_cloud.state["buckets"]
 
 
 def test_rollback_session_restores_previous_revisions_rules_and_named_backup(
@@ -200,12 +248,16 @@ def test_rollback_session_restores_previous_revisions_rules_and_named_backup(
     finds: list[str] = []
     for s in SERVICES:
         finds += [c.describe(s), c.run("revisions", "list", f"--service=imageflow-{s}", "--format=json")]
-    expected = c.preflight() + finds + [
-        c.run("revisions", "describe", "imageflow-dashboard-00001-old", "--format=json"),
-        *[c.route_back(s, f"imageflow-{s}-00001-old") for s in SERVICES],
-        c.firebase(rules_history),
-        c.g("firestore", "import", "gs://imageflow-production-backups/backup-t1"),
-    ]
+    expected = (
+        c.preflight()
+        + finds
+        + [
+            c.run("revisions", "describe", "imageflow-dashboard-00001-old", "--format=json"),
+            *[c.route_back(s, f"imageflow-{s}-00001-old") for s in SERVICES],
+            c.firebase(rules_history),
+            c.g("firestore", "import", "gs://imageflow-production-backups/backup-t1"),
+        ]
+    )
     assert fake_cloud.calls() == expected
     assert all(live(fake_cloud, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
     assert fake_cloud.state["rules"]["imageflow-production"] == RULES_V0

@@ -1,0 +1,382 @@
+"""The local executor: every step of the plan against the local stack (emulators, router, revisions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import requests
+
+from deploy import plan, runner, verify
+from deploy.context import REPO, RunContext, rules_file
+from deploy.record import RunRecord
+from deploy.shell import Shell
+from deploy.steps import Change, StepFailed, VerificationFailed
+from stack import localsecrets
+from stack import runner as stack_runner
+from stack import state as stack_state
+from stack.control import StackControl
+from stack.state import RevisionRecord
+
+BACKUPS = REPO / "reports" / "backups"
+HTTP_TIMEOUT = 10.0
+T = TypeVar("T")
+
+
+def git_rules(revision: str) -> str:
+    """firestore.rules at a git revision (git show REV:firestore.rules)."""
+    repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO)
+    result = subprocess.run(
+        ["git", "-C", repo, "show", f"{revision}:firestore.rules"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise StepFailed(f"git show {revision}:firestore.rules failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+class LocalExecutor:
+    """Does, checks and undoes each step of the plan on the local stack."""
+
+    def __init__(
+        self, ctx: RunContext, shell: Shell, record: RunRecord, control: StackControl | None
+    ) -> None:
+        self.ctx = ctx
+        self.shell = shell
+        self.record = record
+        self._control = control
+        self.manifest = ctx.manifest
+        self.changes: list[Change] = []
+        self.previous: dict[str, RevisionRecord] = {}
+        self.candidate: dict[str, RevisionRecord] = {}
+
+    @property
+    def control(self) -> StackControl:
+        """The stack handle (absent only in a dry run)."""
+        assert self._control is not None, "the local executor needs a running stack"
+        return self._control
+
+    def act(self, text: str, do: Callable[[], T], dry_result: T | None = None) -> T:
+        """One recorded stack action (in a dry run only printed; dry_result stands in for its answer)."""
+        return self.shell.action(text, do, cast(T, dry_result))
+
+    def control_call(self, method: str, *args: object, **kwargs: object) -> Any:  # noqa: ANN401 - StackControl's own types
+        """Call a StackControl method by name (so a recorded action can be a plain partial)."""
+        return getattr(self.control, method)(*args, **kwargs)
+
+    def infrastructure(self) -> str:
+        """Live topics, push subscriptions to the stable URLs, dead-letter topic and bucket."""
+        report = self.act(
+            "ensure topics, subscriptions, dead-letter topic and bucket",
+            lambda: self.control.ensure_infrastructure(),
+        )
+        created = list(getattr(report, "created", []) or [])
+        return f"created {', '.join(created)}" if created else "all present"
+
+    def secrets(self) -> str:
+        """Every secret the manifest names has a value in the local secrets file (names only)."""
+        names = sorted({k for s in self.manifest.services for k in s.required_secrets})
+        values: dict[str, str] = self.act(f"secrets present: {', '.join(names)}", localsecrets.ensure, {})
+        missing = [n for n in names if not self.shell.dry_run and not values.get(n)]
+        if missing:
+            raise StepFailed(f"missing local secrets: {', '.join(missing)} ({localsecrets.secrets_path()})")
+        return f"{len(names)} present"
+
+    def backup(self) -> str:
+        """Export the Firestore emulator's data to reports/backups/<run id>."""
+        target = BACKUPS / f"backup-{self.ctx.run_id}"
+        path = self.act(
+            f"export Firestore data to {target}", lambda: self.control.export_data(target), target
+        )
+        self.record.backup = str(path)
+        return str(path)
+
+    def candidates(self) -> str:
+        """Start a tagged candidate revision of every service, reachable only at its own URL."""
+        overrides = {"IMAGEFLOW_COMMIT": self.ctx.commit, **self.ctx.revision_env}
+        shown = " ".join(f"{k}={v}" for k, v in overrides.items())
+        for spec in self.manifest.services:
+            live = None if self.shell.dry_run else self.control.live_revision(spec.name)
+            if live is not None:
+                self.previous[spec.name] = live
+                self.record.revisions_before[spec.name] = live.id
+            revision = self.act(
+                f"deploy_revision {spec.name} {shown} route=False tag={self.ctx.tag}",
+                partial(
+                    self.control_call, "deploy_revision", spec.name, overrides, route=False, tag=self.ctx.tag
+                ),
+                RevisionRecord(id=f"<candidate of {spec.name}>", service=spec.name, url=f"<{spec.name} url>"),
+            )
+            self.candidate[spec.name] = revision
+            self.changes.append(
+                Change(
+                    f"stop candidate {revision.id}",
+                    partial(
+                        self.act,
+                        f"stop_revision {spec.name} {revision.id}",
+                        partial(self.control_call, "stop_revision", spec.name, revision.id),
+                    ),
+                    f"python -m stack down  # local: or stop revision {revision.id}",
+                )
+            )
+        self.record.revisions_candidate = {s: r.id for s, r in self.candidate.items()}
+        return ", ".join(f"{s}={r.id}" for s, r in self.candidate.items())
+
+    def rules(self) -> str:
+        """Load this checkout's firestore.rules into the emulator; the undo loads the previous commit's."""
+        source = rules_file()
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StepFailed(f"cannot read {source}: {exc.strerror}") from exc
+        previous = (
+            self.ctx.rules_from
+            or (self.previous.get("dashboard") and self.previous["dashboard"].env.get("IMAGEFLOW_COMMIT", ""))
+            or ""
+        )
+        self.act(f"load_rules {source}", lambda: self.control.load_rules(text))
+        if previous:
+            self.changes.append(
+                Change(
+                    f"reload firestore.rules of {previous}",
+                    lambda: self.act(
+                        f"load_rules (git show {previous}:firestore.rules)",
+                        lambda: self.control.load_rules(git_rules(previous)),
+                    ),
+                    f"git show {previous}:firestore.rules  # load it into the Firestore emulator",
+                )
+            )
+            return f"previous rules: {previous}"
+        self.record.warnings.append("no previous commit known: a rollback cannot restore the previous rules")
+        return "no previous rules known"
+
+    def verify(self) -> str:
+        """Open a lane to the candidates, run the suite through it, delete the lane."""
+        lane = self.ctx.lane
+        endpoints = {a.name: self.candidate[a.name].url for a in self.manifest.agents}
+        try:
+            self.act(
+                f"ensure_infrastructure lane {lane} -> candidate URLs",
+                lambda: self.control.ensure_infrastructure(prefix=lane, endpoints=endpoints),
+            )
+            command = verify.suite_command(self.ctx)
+            urls = {s: r.url for s, r in self.candidate.items()}
+            revisions = {s: r.id for s, r in self.candidate.items()}
+            env = verify.suite_env(self.ctx, urls.get("dashboard", ""), revisions, urls, lane)
+            result = self.shell.run(command, check=False, env=env, stream=True, cwd=str(REPO))
+            self.record.verification = {
+                "command": shlex.join(command),
+                "exit_code": result.exit_code,
+                "passed": result.ok,
+                "lane": lane,
+                "target": self.ctx.env.name,
+            }
+            if not result.ok:
+                raise VerificationFailed(f"the suite was red (exit {result.exit_code})")
+            return "suite green"
+        finally:
+            try:
+                self.act(f"delete_lane {lane}", lambda: self.control.delete_lane(lane))
+            except StepFailed as exc:
+                self.record.warnings.append(f"lane {lane} not deleted: {exc}")
+
+    def promote(self) -> str:
+        """Route each stable URL to its candidate; the previous revision keeps running until the end."""
+        for spec in self.manifest.services:
+            candidate = self.candidate[spec.name]
+            self.act(
+                f"route {spec.name} -> {candidate.id}",
+                partial(self.control_call, "route", spec.name, candidate.id),
+            )
+            previous = self.previous.get(spec.name)
+            if previous is not None:
+                self.changes.append(
+                    Change(
+                        f"route {spec.name} back to {previous.id}",
+                        partial(
+                            self.act,
+                            f"route {spec.name} -> {previous.id}",
+                            partial(self.control_call, "route", spec.name, previous.id),
+                        ),
+                        f"# local: route {spec.name} back to {previous.id} (StackControl().route)",
+                    )
+                )
+        if not self.shell.dry_run:
+            for spec in self.manifest.services:
+                live = self.control.live_revision(spec.name)
+                self.record.revisions_after[spec.name] = live.id if live else ""
+                if live is None or live.id != self.candidate[spec.name].id:
+                    raise StepFailed(f"{spec.name} does not serve its candidate")
+        return "all stable URLs on the candidates"
+
+    def monitoring(self) -> str:
+        """No uptime checks or alert policies exist locally: reported as not applicable, never as passed."""
+        self.shell.note("monitoring: no uptime checks or alert policies on the local stack")
+        return "not applicable locally"
+
+    def checklist(self) -> str:
+        """Every live service ready with its config; emulator and rules checks do not apply locally."""
+        problems: list[str] = []
+        for spec in self.manifest.services:
+            url = "" if self.shell.dry_run else self.control.service(spec.name).url
+            report: dict[str, Any] = self.act(
+                f"GET {url or '<' + spec.name + ' url>'}/readyz", partial(_readyz, url), {}
+            )
+            if not self.shell.dry_run and not report.get("ready"):
+                problems.append(f"{spec.name} not ready: {report.get('message', 'no readiness report')}")
+        self.record.warnings.append(
+            "checklist: emulator variables are expected locally; the emulator cannot "
+            "report its rules back, so 'rules equal' is not checked locally"
+        )
+        if problems:
+            raise StepFailed("; ".join(problems))
+        return "all services ready (emulator and rules checks not applicable locally)"
+
+    def retire_previous(self) -> None:
+        """After a green run, drain and stop the revisions the candidates replaced."""
+        for service, previous in self.previous.items():
+            try:
+                self.control.drain(service, previous.url)
+                self.control.stop_revision(service, previous.id)
+            except Exception as exc:
+                self.record.warnings.append(f"previous revision {previous.id} not stopped: {exc}")
+
+
+def _readyz(url: str) -> dict[str, Any]:
+    """The readiness report of a service (status 200 or 503 both carry one)."""
+    response = requests.get(f"{url}/readyz", timeout=HTTP_TIMEOUT)
+    try:
+        report = response.json()
+    except ValueError:
+        return {"ready": False, "message": f"HTTP {response.status_code}, not JSON"}
+    return report if isinstance(report, dict) else {"ready": False}
+
+
+class LocalRollback:
+    """The rollback session on the local stack: previous revisions, previous rules, optionally a backup."""
+
+    def __init__(self, executor: LocalExecutor) -> None:
+        self.x = executor
+
+    def plan(self) -> list[Change]:
+        """The changes that take the stack back, in order."""
+        x = self.x
+        changes: list[Change] = []
+        previous_dashboard: RevisionRecord | None = None
+        for spec in x.manifest.services:
+            revisions = x.control.revisions(spec.name)
+            live = x.control.live_revision(spec.name)
+            ids = [r.id for r in revisions]
+            older = revisions[: ids.index(live.id)] if live else revisions
+            usable = [r for r in older if r.state != "failed"]
+            if not usable:
+                raise StepFailed(f"{spec.name} has no earlier revision to roll back to")
+            target = usable[-1]
+            x.record.revisions_before[spec.name] = live.id if live else ""
+            if spec.name == "dashboard":
+                previous_dashboard = target
+            changes.append(
+                Change(
+                    f"bring back {spec.name} {target.id}",
+                    partial(self.restore, spec.name, target),
+                    f"python -m stack down && python -m stack up  # local: {spec.name} {target.id}",
+                )
+            )
+        commit = x.ctx.rules_from or (
+            previous_dashboard.env.get("IMAGEFLOW_COMMIT", "") if previous_dashboard else ""
+        )
+        if commit:
+            changes.append(
+                Change(
+                    f"reload firestore.rules of {commit}",
+                    lambda: x.act(
+                        f"load_rules (git show {commit}:firestore.rules)",
+                        lambda: x.control.load_rules(git_rules(commit)),
+                    ),
+                    f"git show {commit}:firestore.rules  # load into the Firestore emulator",
+                )
+            )
+        else:
+            x.record.warnings.append(
+                "previous rules unknown (no IMAGEFLOW_COMMIT, no --rules-from): rules left as is"
+            )
+        if x.ctx.restore_backup:
+            path = Path(x.ctx.restore_backup)
+            if not path.is_absolute():
+                path = BACKUPS / x.ctx.restore_backup
+            changes.append(
+                Change(
+                    f"restore backup {path}",
+                    lambda: x.act(f"import_data {path}", lambda: x.control.import_data(path)),
+                    f"# local: StackControl().import_data({str(path)!r})",
+                )
+            )
+            x.record.backup = str(path)
+        return changes
+
+    def restore(self, service: str, target: RevisionRecord) -> None:
+        """Route to the previous revision if it still runs, else start it again with its configuration."""
+        x = self.x
+        if target.state in ("candidate", "live"):
+            revision = x.act(f"route {service} -> {target.id}", lambda: x.control.route(service, target.id))
+        else:
+            overrides = {k: v for k, v in target.env.items() if v != "<secret>"}
+            revision = x.act(
+                f"redeploy {service} with the configuration of {target.id}",
+                lambda: x.control.deploy_revision(service, overrides, route=True),
+            )
+        x.record.revisions_after[service] = revision.id
+
+
+def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
+    """Run a session on the local stack; e2e brings the stack up (and down) when none is running."""
+    from deploy.cli import run_rollback  # late: cli imports this module lazily
+
+    if shell.dry_run:
+        executor = LocalExecutor(ctx, shell, record, None)
+        code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
+        record.decision, record.reason = "planned", "dry run"
+        return code
+    path = stack_state.default_path()
+    started: stack_runner.StartedStack | None = None
+    if not stack_runner.healthy(path):
+        if verb != "e2e":
+            shell.say(
+                f"error: no local stack is running ({path}); start it with `python -m stack up --detach`"
+            )
+            record.decision, record.reason = "refused", "no local stack running"
+            return runner.EXIT_BAD_INPUT
+        shell.say("no local stack running: starting one (stopped again at the end)")
+        try:
+            started = stack_runner.start(path, say=shell.say)
+        except stack_runner.StackError as exc:
+            shell.say(f"error: the local stack did not start: {exc}")
+            record.decision, record.reason = "refused", f"stack did not start: {exc}"
+            return runner.EXIT_BAD_INPUT
+    try:
+        executor = LocalExecutor(ctx, shell, record, StackControl(path))
+        if verb == "rollback":
+            return run_rollback(LocalRollback(executor).plan, record, shell)
+        code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
+        if code == runner.EXIT_OK:
+            executor.retire_previous()
+            record.decision, record.reason = "promoted", "verification green, checklist passed"
+        return code
+    finally:
+        if started is not None:
+            shell.say("stopping the local stack this session started")
+            started.stop()
+
+
+def describe_state() -> str:
+    """The stack state as JSON (for debugging a failed local run)."""
+    return json.dumps(stack_state.read(stack_state.default_path()).__dict__, default=str)

@@ -1,0 +1,66 @@
+"""The dry run (`plan`), the suite command and option parsing: no side effect, no network."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from deploy import cli, verify
+from fixtures.deployment import FakeCloud
+
+pytestmark = pytest.mark.deploy
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_plan_prints_every_command_in_order_and_runs_nothing(fake_cloud: FakeCloud, env: str) -> None:
+    """Every step header and its commands, traffic moves after verification, no command executed."""
+    out = io.StringIO()
+    assert cli.main(["plan", "--env", env], out=out) == 0
+    text = out.getvalue()
+    assert fake_cloud.calls() == [], "the dry run executed a command"
+    order = [
+        "infrastructure",
+        "secrets present",
+        "deploy candidates",
+        "deploy firestore.rules",
+        "verify candidates",
+        "promote candidates",
+        "monitoring active",
+        "post-launch checklist",
+    ]
+    if env == "production":
+        order.insert(2, "backup Firestore")
+    positions = [text.index(f"] {title}") for title in order]
+    assert positions == sorted(positions)
+    assert text.index("--no-traffic") < text.index("--to-tags=cand-t1=100")
+    assert "gcloud firestore export" in text if env == "production" else "gcloud firestore export" not in text
+    assert f"[{len(order)}/{len(order)}] post-launch checklist" in text
+    assert fake_cloud.record()["dry_run"] is True
+
+
+def test_plan_local_needs_no_stack(fake_cloud: FakeCloud) -> None:
+    """The local plan is described without a running stack."""
+    out = io.StringIO()
+    assert cli.main(["plan", "--env", "local"], out=out) == 0
+    assert "deploy candidates" in out.getvalue()
+
+
+def test_options_before_double_dash_and_pytest_args_after() -> None:
+    """Known options are the tool's; unknown ones and everything after -- go to pytest."""
+    options, pytest_args = cli.parse(["e2e", "-k", "upload_jpeg", "--confirm", "--", "--env", "x"])
+    assert options.verb == "e2e"
+    assert options.confirm
+    assert options.env == ""
+    assert pytest_args == ["-k", "upload_jpeg", "--env", "x"]
+
+
+def test_production_runs_only_smoke_and_never_destructive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's suite command selects smoke scenarios and excludes destructive ones."""
+    monkeypatch.delenv("IMAGEFLOW_VERIFY_COMMAND", raising=False)
+    ctx = cli.context(cli.parse(["production_gate", "-x"])[0], ["-x"])
+    command = verify.suite_command(ctx)
+    marker = len(command) - 1 - command[::-1].index("-m")
+    assert command[marker + 1] == "smoke and not destructive"
+    assert command[-1] == "-x"
+    assert ctx.backup is True
