@@ -1,0 +1,263 @@
+"""What the benchmarks share: the stack's addresses, a dashboard user over HTTP, photos, completion waits.
+
+Everything goes through the real parts: users register through the /register form (with its CSRF
+token), upload through POST /api/uploads, and completion is read from the workflow documents with
+the Firestore admin client against the emulator.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from google.cloud import firestore
+
+from fixtures.images import camera_exif, photo
+from imageflow import clients
+from imageflow.manifest import Manifest
+from imageflow.workflow import COLLECTION, TERMINAL
+from stack.state import REPO_ROOT, StackState
+
+OUTPUT_DIR = REPO_ROOT / "reports" / "benchmarks"
+HTTP_TIMEOUT_SECONDS = 60
+POLL_SECONDS = 0.25
+CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
+EMULATOR_ADMIN = {"Authorization": "Bearer owner"}
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark could not measure what it promised (the message says what went wrong)."""
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-fraction * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float]) -> dict[str, Any]:
+    """Count, p50, p95, p99, mean and max of values in seconds (rounded to ms)."""
+
+    def r(v: float | None) -> float | None:
+        return round(v, 3) if v is not None else None
+
+    return {
+        "count": len(values),
+        "p50": r(percentile(values, 0.50)),
+        "p95": r(percentile(values, 0.95)),
+        "p99": r(percentile(values, 0.99)),
+        "mean": r(statistics.fmean(values)) if values else None,
+        "max": r(max(values)) if values else None,
+    }
+
+
+def write_json(name: str, data: Mapping[str, Any], directory: Path = OUTPUT_DIR) -> Path:
+    """Write reports/benchmarks/<name>.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def photo_jpeg(seed: int, size: tuple[int, int] = (1600, 1200)) -> bytes:
+    """A photo-like camera JPEG (gradient sky, sun, shapes, camera EXIF with GPS), distinct per seed."""
+    buffer = io.BytesIO()
+    photo(size, seed=seed).save(buffer, "JPEG", quality=88, exif=camera_exif())
+    return buffer.getvalue()
+
+
+def bench_email(run: str) -> str:
+    """A unique, greppable address for a benchmark user."""
+    return f"bench-{run}-{secrets.token_hex(4)}@example.test"
+
+
+def bench_password() -> str:
+    """A throwaway password that meets the dashboard's rule (never printed)."""
+    return "Bb1" + secrets.token_urlsafe(12)
+
+
+@dataclass
+class StackInfo:
+    """Where the running stack's parts are (from its state file)."""
+
+    dashboard_url: str
+    project: str
+    bucket: str
+    auth_host: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, state: StackState) -> StackInfo:
+        """From a stack state; the client env (emulator hosts) is applied to this process."""
+        os.environ.update(state.env)
+        return cls(
+            dashboard_url=state.dashboard_url.rstrip("/"),
+            project=state.project,
+            bucket=state.bucket,
+            auth_host=state.emulators["auth"],
+            env=dict(state.env),
+        )
+
+
+class DashboardUser:
+    """One user driving the dashboard over HTTP: register through the form, upload through the API."""
+
+    def __init__(self, base_url: str, email: str, password: str) -> None:
+        self.base = base_url.rstrip("/")
+        self.email = email
+        self._password = password
+        self.http = requests.Session()
+
+    def register(self) -> None:
+        """Create the account through /register (CSRF token from the form); raises BenchmarkError."""
+        form = self.http.get(f"{self.base}/register", timeout=HTTP_TIMEOUT_SECONDS)
+        found = CSRF_INPUT.search(form.text)
+        if form.status_code != 200 or not found:
+            raise BenchmarkError(f"GET /register answered {form.status_code} without a CSRF token")
+        answer = self.http.post(
+            f"{self.base}/register",
+            data={
+                "email": self.email,
+                "password": self._password,
+                "confirm_password": self._password,
+                "csrf_token": found.group(1),
+            },
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+        if answer.status_code not in (302, 303):
+            raise BenchmarkError(f"registration of {self.email} answered {answer.status_code}")
+
+    def upload(self, files: Sequence[tuple[str, bytes]]) -> list[str]:
+        """POST /api/uploads; the accepted workflow ids (BenchmarkError when none was accepted)."""
+        parts = [("files", (name, data, "image/jpeg")) for name, data in files]
+        answer = self.http.post(f"{self.base}/api/uploads", files=parts, timeout=HTTP_TIMEOUT_SECONDS)
+        if answer.status_code != 201:
+            raise BenchmarkError(f"upload by {self.email} answered {answer.status_code}: {answer.text[:200]}")
+        return [str(a["workflow_id"]) for a in answer.json()["accepted"]]
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.http.close()
+
+
+def epoch(value: object) -> float | None:
+    """A Firestore timestamp (datetime) as epoch seconds."""
+    return value.timestamp() if isinstance(value, datetime) else None
+
+
+def wait_terminal(
+    project: str, workflow_ids: Iterable[str], timeout: float, stop: threading.Event | None = None
+) -> dict[str, dict[str, Any]]:
+    """Read the workflows until each is terminal or timeout passes; {id: document} of what was read.
+
+    A benchmark's wait is a bounded poll of batch reads (one round trip for all documents), so
+    that hundreds of workflows cost no listener each.
+    """
+    db = clients.firestore_client(project)
+    pending = set(workflow_ids)
+    documents: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    waiter = stop or threading.Event()
+    while pending and time.monotonic() < deadline:
+        refs = [db.collection(COLLECTION).document(w) for w in sorted(pending)]
+        for snapshot in db.get_all(refs):
+            if snapshot.exists:
+                document = snapshot.to_dict() or {}
+                documents[snapshot.id] = document
+                if document.get("status") in TERMINAL:
+                    pending.discard(snapshot.id)
+        if pending and waiter.wait(POLL_SECONDS):  # bounded-poll
+            break
+    return documents
+
+
+@dataclass
+class WorkflowFacts:
+    """What one completed (or not) workflow says about itself."""
+
+    workflow_id: str
+    status: str
+    upload_to_completed: float | None
+    agents_once: bool
+    agent_seconds: dict[str, float]
+    problems: list[str]
+
+
+def facts(
+    workflow_id: str, uploaded_at: float, document: Mapping[str, Any] | None, manifest: Manifest
+) -> WorkflowFacts:
+    """Latency from the client's upload start to completed_at, per-agent step times, once-each check."""
+    if not document:
+        return WorkflowFacts(workflow_id, "missing", None, False, {}, ["document never written"])
+    steps = document.get("steps") or {}
+    problems: list[str] = []
+    seconds: dict[str, float] = {}
+    for name in manifest.agent_names:
+        step = steps.get(name) or {}
+        if step.get("status") != "done" or step.get("attempts") != 1:
+            problems.append(f"{name}: status {step.get('status')}, attempts {step.get('attempts')}")
+        started, finished = epoch(step.get("started_at")), epoch(step.get("finished_at"))
+        if started is not None and finished is not None:
+            seconds[name] = round(finished - started, 3)
+    completed = epoch(document.get("completed_at"))
+    status = str(document.get("status"))
+    return WorkflowFacts(
+        workflow_id=workflow_id,
+        status=status,
+        upload_to_completed=round(completed - uploaded_at, 3)
+        if completed and status == "completed"
+        else None,
+        agents_once=not problems,
+        agent_seconds=seconds,
+        problems=problems,
+    )
+
+
+def lookup_uids(auth_host: str, project: str, emails: Sequence[str]) -> dict[str, str]:
+    """{email: uid} of these accounts on the Auth emulator (admin bearer, emulator only)."""
+    if not emails:
+        return {}
+    url = f"http://{auth_host}/identitytoolkit.googleapis.com/v1/projects/{project}/accounts:lookup"
+    answer = requests.post(
+        url, json={"email": list(emails)}, headers=EMULATOR_ADMIN, timeout=HTTP_TIMEOUT_SECONDS
+    )
+    answer.raise_for_status()
+    return {str(u["email"]): str(u["localId"]) for u in answer.json().get("users") or []}
+
+
+def remove_users(info: StackInfo, emails: Sequence[str]) -> int:
+    """Delete the benchmark users' workflows, stored objects and accounts; how many things went."""
+    uids = lookup_uids(info.auth_host, info.project, emails)
+    db = clients.firestore_client(info.project)
+    bucket = clients.storage_client(info.project).bucket(info.bucket)
+    removed = 0
+    for uid in uids.values():
+        for snapshot in (
+            db.collection(COLLECTION).where(filter=firestore.FieldFilter("owner", "==", uid)).stream()
+        ):
+            snapshot.reference.delete()
+            removed += 1
+        for prefix in (f"originals/{uid}/", f"thumbnails/{uid}/"):
+            for blob in bucket.list_blobs(prefix=prefix):
+                blob.delete()
+                removed += 1
+        url = f"http://{info.auth_host}/identitytoolkit.googleapis.com/v1/projects/{info.project}/accounts:delete"
+        requests.post(url, json={"localId": uid}, headers=EMULATOR_ADMIN, timeout=HTTP_TIMEOUT_SECONDS)
+        removed += 1
+    return removed
