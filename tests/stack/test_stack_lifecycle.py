@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -255,3 +256,41 @@ def test_down_stops_every_process(echo_stack: tuple[StackControl, str]) -> None:
     again = stack_cli(["down"], control.state_path, marker)
     assert again.returncode == 0
     assert "no running stack" in again.stdout
+
+
+def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    manifest = write_manifest(tmp_path)
+    state_path = tmp_path / "stack.json"
+    env = {
+        **os.environ,
+        MARKER_ENV: marker,
+        "IMAGEFLOW_SECRETS_FILE": str(tmp_path / "secrets.env"),
+        "IMAGEFLOW_MANIFEST": str(manifest),
+    }
+    env.pop(state.STATE_ENV, None)
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "stack", "--state-file", str(state_path), "up"],
+            cwd=state.REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        processes.wait_until(
+            lambda: "running; Ctrl-C stops everything" in log.read_text() or up.poll() is not None,
+            "foreground stack up",
+            180,
+        )
+        assert up.poll() is None, log.read_text()
+        assert processes.processes_with_env(MARKER_ENV, marker)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if up.poll() is None:
+            processes.stop_group(up.pid, popen=up)
+    assert survivors(marker) == []
+    assert not state_path.exists()
