@@ -337,6 +337,18 @@ class LocalRollback:
         x.record.revisions_after[service] = revision.id
 
 
+def stack_path(ctx: RunContext) -> Path:
+    """$IMAGEFLOW_STACK_FILE, else the running default stack, else a path of this run's own."""
+    explicit = os.environ.get(stack_state.STATE_ENV)
+    if explicit:
+        return Path(explicit)
+    default = stack_state.REPO_ROOT / ".stack" / "stack.json"
+    if stack_runner.healthy(default):
+        return default
+    # A stack of this run's own, so a run never stops (or deploys into) another run's stack.
+    return stack_state.REPO_ROOT / ".stack" / f"deploy-{ctx.run_id}" / "stack.json"
+
+
 def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
     """Run a session on the local stack; e2e brings the stack up (and down) when none is running."""
     from deploy.cli import run_rollback  # late: cli imports this module lazily
@@ -346,7 +358,9 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
         code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
         record.decision, record.reason = "planned", "dry run"
         return code
-    path = stack_state.default_path()
+    path = stack_path(ctx)
+    # The suite (a child process) and StackControl must all act on this same stack.
+    os.environ[stack_state.STATE_ENV] = str(path)
     started: stack_runner.StartedStack | None = None
     if not stack_runner.healthy(path):
         if verb != "e2e":

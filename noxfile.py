@@ -1,0 +1,87 @@
+"""Nox sessions: the e2e job on the local stack, the staging and production gates, rollback, plan, tests, lint.
+
+Every session runs with the project's .venv (no per-session virtualenv). Deploy sessions call
+`python -m deploy VERB`, which takes its options before `--` and hands everything else to pytest:
+`nox -s production_gate -- --confirm -- -k upload_jpeg`, `nox -s e2e -- -k upload_jpeg`.
+Exit codes of the deploy sessions: 0 done, 1 failed and rolled back, 2 refused, 3 rollback failed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+REPO = Path(__file__).resolve().parent
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_external_run = False
+
+
+def _env() -> dict[str, str]:
+    """PATH with the project's npm tools (firebase) after whatever is already on it."""
+    return {"PATH": f"{os.environ.get('PATH', '')}{os.pathsep}{REPO / 'node_modules' / '.bin'}"}
+
+
+def _deploy(session: nox.Session, verb: str) -> None:
+    """Run one verb of the deploy tool with the session's arguments."""
+    session.run(PYTHON, "-m", "deploy", verb, *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False)
+def e2e(session: nox.Session) -> None:
+    """Local stack up (unless running), the whole plan with candidates verified by the full suite, report.
+
+    Options before `--` (none needed) and pytest arguments: `nox -s e2e -- -k upload_jpeg`.
+    """
+    _deploy(session, "e2e")
+
+
+@nox.session(python=False, default=False)
+def staging_e2e(session: nox.Session) -> None:
+    """Deploy candidates to staging, run the suite against them, promote on green, roll back on red.
+
+    `nox -s staging_e2e -- [--image IMAGE] [-- pytest args]`.
+    """
+    _deploy(session, "staging_e2e")
+
+
+@nox.session(python=False, default=False)
+def production_gate(session: nox.Session) -> None:
+    """Production: backup, no-traffic candidates, smoke suite on tagged URLs, promote, checklist; rollback on red.
+
+    Needs `nox -s production_gate -- --confirm [-- pytest args]` or IMAGEFLOW_CONFIRM=production.
+    """
+    _deploy(session, "production_gate")
+
+
+@nox.session(python=False, default=False)
+def rollback(session: nox.Session) -> None:
+    """Previous revision of each service and previous firestore.rules; a backup only with --restore-backup.
+
+    `nox -s rollback -- --env staging [--restore-backup NAME] [--rules-from REV] [--confirm]`.
+    """
+    _deploy(session, "rollback")
+
+
+@nox.session(python=False)
+def plan(session: nox.Session) -> None:
+    """Dry run: every command the deploy would run, in order; nothing is run, no network.
+
+    `nox -s plan -- --env production` (default --env local).
+    """
+    _deploy(session, "plan")
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The README's test command: the whole pytest suite (pytest arguments after `--`)."""
+    session.run(PYTHON, "-m", "pytest", *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy on the whole project."""
+    session.run(str(REPO / ".venv" / "bin" / "ruff"), "check", ".", external=True)
+    session.run(str(REPO / ".venv" / "bin" / "mypy"), external=True)
