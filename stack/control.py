@@ -303,6 +303,11 @@ class StackControl:
                 f"revision {revision_id} is {target.state}; only a running revision can take traffic"
             )
         previous = current.find(current.revision) if current.revision else None
+        # Never switch traffic to a revision that stopped answering since it was deployed.
+        ready = processes.http_status(target.url + "/readyz", timeout=5)
+        if ready != 200:
+            answer = ready or "no answer"
+            raise ControlError(f"revision {revision_id} is not ready (readyz: {answer}); not switched")
         self._switch(service, target)
         with state.update(self.state_path) as updated:
             record = updated.services[service]

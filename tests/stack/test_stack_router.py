@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from stack import state
+from stack import processes, state
 from stack.control import ControlError, RevisionFailed, StackControl
 
 pytestmark = pytest.mark.system
@@ -226,3 +226,13 @@ def test_zero_dropped_requests_during_route_switches(router_stack: StackControl,
     assert served[first.id]
     assert served[second.id]
     assert served[third.id]
+
+
+def test_route_refuses_a_revision_that_stopped_answering(router_stack: StackControl) -> None:
+    live = deploy_echo(router_stack)
+    candidate = deploy_echo(router_stack, route=False)
+    processes.stop_group(candidate.pgid)
+    with pytest.raises(ControlError, match="not ready"):
+        router_stack.route("echo", candidate.id)
+    assert router_stack.live_revision("echo").id == live.id  # type: ignore[union-attr]
+    assert requests.get(router_stack.service("echo").url + "/echo", timeout=5).json()["revision"] == live.id
