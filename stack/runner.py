@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import time
@@ -57,6 +58,24 @@ def healthy(state_path: Path) -> bool:
     except state.StateError:
         return False
     return processes.http_status(current.router_admin_url + "/healthz", timeout=2) == 200
+
+
+def sweep_old_runs(root: Path, max_age_seconds: float = 86400.0) -> list[Path]:
+    """Delete run directories (logs) older than a day whose stack is gone; returns what was removed."""
+    removed = []
+    cutoff = time.time() - max_age_seconds
+    for runs in [root / "runs", *root.glob("*/runs")]:
+        for run in runs.glob("*") if runs.is_dir() else []:
+            try:
+                old = run.stat().st_mtime < cutoff
+            except OSError:
+                continue
+            # A run directory belongs to a live stack while a state file next to runs/ names it.
+            state_file = runs.parent / "stack.json"
+            if old and not (state_file.exists() and str(run) in state_file.read_text(encoding="utf-8")):
+                shutil.rmtree(run, ignore_errors=True)
+                removed.append(run)
+    return removed
 
 
 def _run_dir(state_path: Path) -> Path:
@@ -119,6 +138,7 @@ def start(
     if import_metadata is not None and not import_metadata.is_file():
         raise StackError(f"--import-data needs an export's .overall_export_metadata file: {import_metadata}")
     localsecrets.ensure()
+    sweep_old_runs(state.REPO_ROOT / ".stack")
     run_dir = _run_dir(chosen)
     log_dir = run_dir / "logs"
     started: list[ManagedProcess] = []

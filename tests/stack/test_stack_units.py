@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from stack import localsecrets, processes, state
+from stack import localsecrets, processes, runner, state
 from stack.state import ProcessRecord, RevisionRecord, ServiceState, StackState
 
 
@@ -117,3 +118,19 @@ def test_local_secrets_are_created_once_private_and_kept(tmp_path: Path) -> None
         "SESSION_SECRET": "<secret>",
         "A": "b",
     }
+
+
+def test_sweep_removes_only_old_runs_whose_stack_is_gone(tmp_path: Path) -> None:
+    old, recent, live = (
+        tmp_path / "runs" / "old",
+        tmp_path / "runs" / "recent",
+        tmp_path / "pytest-1" / "runs" / "live",
+    )
+    for directory in (old, recent, live):
+        (directory / "logs").mkdir(parents=True)
+    (tmp_path / "pytest-1" / "stack.json").write_text(json.dumps({"run_dir": str(live)}))
+    for directory in (old, live):
+        os.utime(directory, (0, 0))
+    assert runner.sweep_old_runs(tmp_path) == [old]
+    assert recent.exists()
+    assert live.exists()
