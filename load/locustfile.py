@@ -1,0 +1,199 @@
+"""Load scenario (Locust): users register, log in, upload photos, and each upload is watched to its end.
+
+Run headless with bounded users and time against the local stack (the runner
+`python -m benchmarks.load` does it and checks the result):
+
+    locust -f load/locustfile.py --headless -u 10 -r 5 -t 60s --host http://127.0.0.1:PORT
+
+Each simulated user registers through the /register form (CSRF token from the form), logs in
+through /login, then uploads photo-like camera JPEGs through POST /api/uploads. Every accepted
+upload is watched until its workflow document is terminal, read with the emulator's admin bearer
+from the Firestore emulator (FIRESTORE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT); the watch reports a
+Locust event "WORKFLOW upload->completed" whose response time is upload start -> completed, and a
+failure when the workflow did not complete or an agent of the manifest did not run exactly once.
+Events aggregate on the master in distributed mode (--master/--worker) like any request.
+
+Only loopback hosts are accepted unless IMAGEFLOW_LOAD_ALLOW_REMOTE=1 (a deliberate choice for a
+staging run). IMAGEFLOW_LOAD_LOG names a JSON-lines file where each process appends its uploads
+(workflow id, upload time, user email) for the runner's own check and cleanup.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent  # type: ignore[import-untyped]
+import requests
+from locust import HttpUser, between, events, task
+from locust.env import Environment
+
+from fixtures.images import camera_exif, photo
+from imageflow import manifest as manifest_module
+
+CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
+WATCH_TIMEOUT_SECONDS = 180.0
+WATCH_POLL_SECONDS = 0.5
+TERMINAL = ("completed", "failed", "rejected")
+RUN_ID = os.environ.get("IMAGEFLOW_LOAD_RUN") or secrets.token_hex(3)
+AGENTS = manifest_module.default().agent_names
+# A handful of distinct photos, made once per process (Pillow work is not what is measured).
+PHOTOS_COUNT = 6
+_photos: list[bytes] = []
+_log_lock = threading.Lock()
+
+
+def photos() -> list[bytes]:
+    """Photo-like 1600x1200 camera JPEGs with EXIF and GPS (about 200 KB each), built on first use."""
+    if not _photos:
+        for seed in range(PHOTOS_COUNT):
+            buffer = io.BytesIO()
+            photo((1600, 1200), seed=seed).save(buffer, "JPEG", quality=88, exif=camera_exif())
+            _photos.append(buffer.getvalue())
+    return _photos
+
+
+def is_loopback(url: str) -> bool:
+    """True when url's host is 127.0.0.0/8, ::1 or localhost."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def record(line: dict[str, Any]) -> None:
+    """Append one upload to IMAGEFLOW_LOAD_LOG (if set) for the runner's check and cleanup."""
+    path = os.environ.get("IMAGEFLOW_LOAD_LOG")
+    if not path:
+        return
+    with _log_lock, open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(line) + "\n")
+
+
+@events.test_start.add_listener
+def refuse_remote_hosts(environment: Environment, **_kwargs: object) -> None:
+    """Stop at once when the target is not on this machine and no one said that was intended."""
+    host = environment.host or ""
+    if not is_loopback(host) and os.environ.get("IMAGEFLOW_LOAD_ALLOW_REMOTE") != "1":
+        print(
+            f"load: refusing {host or 'no host'}: only loopback targets (set IMAGEFLOW_LOAD_ALLOW_REMOTE=1)"
+        )
+        if environment.runner is not None:
+            environment.runner.quit()
+
+
+def _value(fields: dict[str, Any], name: str) -> Any:  # noqa: ANN401 - Firestore REST values are untyped
+    """A scalar from Firestore REST fields ({"name": {"stringValue": ...}})."""
+    cell = fields.get(name) or {}
+    return next(iter(cell.values()), None) if isinstance(cell, dict) else None
+
+
+def check_document(document: dict[str, Any]) -> tuple[str, list[str]]:
+    """(status, problems) of a workflow document read through Firestore REST."""
+    fields = document.get("fields") or {}
+    status = str(_value(fields, "status") or "")
+    steps = ((fields.get("steps") or {}).get("mapValue") or {}).get("fields") or {}
+    problems = []
+    for agent in AGENTS:
+        step = ((steps.get(agent) or {}).get("mapValue") or {}).get("fields") or {}
+        step_status, attempts = _value(step, "status"), _value(step, "attempts")
+        if step_status != "done" or str(attempts) != "1":
+            problems.append(f"{agent} {step_status} x{attempts}")
+    return status, problems
+
+
+class Uploader(HttpUser):
+    """A user who registers, logs in, and keeps uploading photos."""
+
+    wait_time = between(1, 3)
+
+    def on_start(self) -> None:
+        """Register and log in through the forms (each POST carries the form's CSRF token)."""
+        self.email = f"load-{RUN_ID}-{secrets.token_hex(4)}@example.test"
+        self._password = "Ld1" + secrets.token_urlsafe(12)
+        self.watch = requests.Session()
+        self.count = 0
+        self._form("/register", {"confirm_password": self._password}, "register")
+        self.client.post("/logout", data={"csrf_token": self._csrf("/")}, name="POST /logout")
+        self._form("/login", {"next": "/"}, "login")
+
+    def _csrf(self, path: str) -> str:
+        page = self.client.get(path, name=f"GET {path}")
+        found = CSRF_INPUT.search(page.text)
+        return found.group(1) if found else ""
+
+    def _form(self, path: str, extra: dict[str, str], what: str) -> None:
+        data = {"email": self.email, "password": self._password, "csrf_token": self._csrf(path), **extra}
+        with self.client.post(
+            path, data=data, allow_redirects=False, name=f"POST {path}", catch_response=True
+        ) as answer:
+            if answer.status_code not in (302, 303):
+                answer.failure(f"{what} answered {answer.status_code}")
+                return
+            answer.success()
+        record({"email": self.email, "event": what})
+
+    @task
+    def upload_photo(self) -> None:
+        """Upload one photo and start watching its workflow."""
+        self.count += 1
+        image = photos()[self.count % len(photos())]
+        started = time.time()
+        with self.client.post(
+            "/api/uploads",
+            files=[("files", (f"load-{self.count:04d}.jpg", image, "image/jpeg"))],
+            name="POST /api/uploads",
+            catch_response=True,
+        ) as answer:
+            if answer.status_code != 201:
+                answer.failure(f"upload answered {answer.status_code}")
+                return
+            accepted = answer.json().get("accepted") or []
+            if not accepted:
+                answer.failure("upload accepted nothing")
+                return
+            answer.success()
+        workflow_id = str(accepted[0]["workflow_id"])
+        record({"email": self.email, "event": "upload", "workflow_id": workflow_id, "uploaded_at": started})
+        gevent.spawn(self._watch, workflow_id, started)
+
+    def _watch(self, workflow_id: str, started: float) -> None:
+        """Poll the workflow document (admin bearer, emulator) until terminal; report it as an event."""
+        host, project = os.environ.get("FIRESTORE_EMULATOR_HOST"), os.environ.get("GOOGLE_CLOUD_PROJECT")
+        if not host or not project:
+            return  # no emulator to read from: the workflow is not watched (a remote target)
+        url = f"http://{host}/v1/projects/{project}/databases/(default)/documents/workflows/{workflow_id}"
+        status, problems = "", ["never read"]
+        deadline = started + WATCH_TIMEOUT_SECONDS
+        while time.time() < deadline:
+            answer = self.watch.get(url, headers={"Authorization": "Bearer owner"}, timeout=30)
+            if answer.status_code == 200:
+                status, problems = check_document(answer.json())
+                if status in TERMINAL:
+                    break
+            gevent.sleep(WATCH_POLL_SECONDS)
+        elapsed_ms = (time.time() - started) * 1000
+        error = None
+        if status != "completed":
+            error = RuntimeError(f"workflow ended {status or 'unread'} (not completed)")
+        elif problems:
+            error = RuntimeError("agents not exactly once: " + ", ".join(problems))
+        events.request.fire(
+            request_type="WORKFLOW",
+            name="upload->completed",
+            response_time=elapsed_ms,
+            response_length=0,
+            exception=error,
+            context={},
+        )
