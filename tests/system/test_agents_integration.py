@@ -15,7 +15,6 @@ import io
 import json
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +28,7 @@ from PIL import Image
 from werkzeug.test import TestResponse
 
 from fixtures import images
+from fixtures.target import unique_name
 from imageflow import clients, config, workflow
 from imageflow.agents import base
 from imageflow.manifest import Manifest
@@ -46,9 +46,8 @@ REVISION = "agents-test-00001"
 
 
 def unique(prefix: str) -> str:
-    """A greppable unique name: <prefix>-<worker>-<random>."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"{prefix}-{worker}-{uuid.uuid4().hex[:10]}"
+    """A greppable unique name: <prefix>-<run>-<worker>-<random>."""
+    return unique_name(prefix)
 
 
 @dataclass
