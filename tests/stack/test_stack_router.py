@@ -120,11 +120,11 @@ def test_in_flight_requests_finish_on_the_old_revision_after_a_switch(router_sta
 
     holder = threading.Thread(target=hold)
     holder.start()
-    # Wait (bounded) until the router counts the held request as in flight on the first revision.
-    deadline = time.monotonic() + 20
-    while router_stack.routes()["echo"]["in_flight"].get(first.url, 0) < 1:
-        assert time.monotonic() < deadline, "the held request never showed up as in flight"
-        time.sleep(0.05)  # noqa: TID251 bounded-poll
+    processes.wait_until(
+        lambda: router_stack.routes()["echo"]["in_flight"].get(first.url, 0) == 1,
+        "the held request showing up as in flight on the first revision",
+        20,
+    )
     second = deploy_echo(router_stack, route=False)
     router_stack.route("echo", second.id)
     assert router_stack.routes()["echo"]["in_flight"] == {first.url: 1}
