@@ -41,14 +41,17 @@ from stack.state import REPO_ROOT
 LOCUSTFILE = REPO_ROOT / "load" / "locustfile.py"
 LOAD_DIR = OUTPUT_DIR / "load"
 COMPLETION_TIMEOUT_SECONDS = 240.0
-EXTRA_RUN_SECONDS = 120.0
+EXTRA_RUN_SECONDS = 240.0
+# Users still watching an upload when the run time ends may finish it (the locustfile waits at most 180 s).
+STOP_TIMEOUT_SECONDS = 90
 
 
 def run_locust(info: StackInfo, users: int, spawn_rate: float, seconds: int, log: Path) -> tuple[int, float]:
     """Run Locust headless; (exit code, wall seconds). Its process group is always stopped."""
     LOAD_DIR.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
-    command += ["-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s", "--stop-timeout", "10"]
+    command += ["-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s"]
+    command += ["--stop-timeout", str(STOP_TIMEOUT_SECONDS)]
     command += ["--host", info.dashboard_url, "--csv", str(LOAD_DIR / "locust"), "--loglevel", "WARNING"]
     env = {
         **os.environ,
