@@ -50,5 +50,5 @@ def ensure(path: Path | None = None) -> dict[str, str]:
 
 
 def redact(env: dict[str, str], secret_keys: set[str]) -> dict[str, str]:
-    """A copy of env with every secret key's value replaced, for state files and logs."""
-    return {k: (REDACTED if k in secret_keys else v) for k, v in env.items()}
+    """A copy of env with every secret key's value replaced (an empty value stays visible as empty)."""
+    return {k: (REDACTED if k in secret_keys and v else v) for k, v in env.items()}
