@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from imageflow import config, manifest
-from imageflow.dashboard import faults
+from imageflow.dashboard import faults, multipart
 from imageflow.dashboard.api import api
 from imageflow.dashboard.auth import AuthClient
 from imageflow.dashboard.firestore_rest import FirestoreReader, FirestoreUnavailable
@@ -46,6 +46,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     """Build the dashboard app; without its required settings it starts but answers 503."""
     spec = manifest.default()
     settings = settings or config.load(spec.dashboard)
+    multipart.install()
     app = Flask(__name__)
     secret = settings.values.get("SESSION_SECRET", "")
     uploader = Uploader(settings, spec)
