@@ -474,6 +474,35 @@ def test_the_same_push_twice_at_once_is_processed_once(
     assert step(backend, upload, "thumbnailer")["attempts"] == 1
 
 
+def test_every_agent_at_once_with_duplicates_keeps_the_document_consistent(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp
+) -> None:
+    fan_out = [a.name for a in MANIFEST.agents if a.depends_on and a.name != "finalizer"]
+    upload = make_upload("plain_jpeg", done=["validator"])
+    apps = {name: make_app(name) for name in fan_out}
+    deliveries = [name for name in fan_out for _ in range(2)]
+    # Six deliveries (each agent twice) write to one document at the same moment.
+    index = iter(range(len(deliveries)))
+    lock = threading.Lock()
+
+    def deliver() -> TestResponse:
+        with lock:
+            name = deliveries[next(index)]
+        return push(apps[name], upload, backend.bucket_name)
+
+    responses = run_concurrently(deliver, len(deliveries))
+
+    assert all(r.status_code in (200, 503) for r in responses), [r.get_json() for r in responses]
+    doc = document(backend, upload)
+    for name in fan_out:
+        recorded = doc["steps"][name]
+        assert (recorded["status"], recorded["attempts"], recorded["deliveries"]) == ("done", 1, 2), name
+        assert set(MANIFEST.agent(name).outputs) <= set(recorded["output"]), name
+        events = [e["event"] for e in doc["events"] if e["agent"] == name]
+        assert sorted(events) == ["done", "started"], f"{name}: {events}"
+        assert len(backend.published(output_topic(backend, name), upload.workflow_id)) == 1, name
+
+
 def test_unknown_workflow_is_404(backend: Backend, make_app: MakeApp) -> None:
     ghost = Upload(unique("e2e-agents-ghost"), "nobody", "originals/nobody/x.jpg", b"")
     for name in MANIFEST.agent_names:
