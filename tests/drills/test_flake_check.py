@@ -1,0 +1,69 @@
+"""The flake check's tally and table: pass rates, flaky (passed and failed) and always-failing tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import allure
+
+from drills import flake_check
+from drills.suite import CaseOutcome, SuiteRun
+
+pytestmark = [
+    allure.epic("Drills"),
+    allure.feature("Flake check"),
+    allure.severity(allure.severity_level.CRITICAL),
+]
+
+
+def _run(**outcomes: str) -> SuiteRun:
+    results = {
+        f"t.py::{name}": CaseOutcome(f"t.py::{name}", outcome, 1.0 if outcome == "failed" else None, "boom")
+        for name, outcome in outcomes.items()
+    }
+    return SuiteRun(exit_code=1, started_at=0.0, finished_at=10.0, results=results)
+
+
+RUNS = [
+    _run(test_steady="passed", test_flaky="passed", test_broken="failed", test_skip="skipped"),
+    _run(test_steady="passed", test_flaky="failed", test_broken="failed", test_skip="skipped"),
+    _run(test_steady="passed", test_flaky="passed", test_broken="failed"),
+]
+
+
+@allure.story("Tally")
+def test_tally_counts_pass_rates_and_flags_tests_that_both_passed_and_failed() -> None:
+    records = flake_check.tally(RUNS)
+    flaky, steady, broken = (records[f"t.py::{n}"] for n in ("test_flaky", "test_steady", "test_broken"))
+    assert (flaky.passed, flaky.failed, flaky.pass_rate, flaky.flaky) == (2, 1, 0.667, True)
+    assert (steady.pass_rate, steady.flaky, steady.broken) == (1.0, False, False)
+    assert (broken.pass_rate, broken.flaky, broken.broken) == (0.0, False, True)
+    assert broken.messages == ("boom",)
+    assert records["t.py::test_skip"].pass_rate is None
+
+
+@allure.story("Table")
+def test_table_lists_flaky_first_then_failing_with_a_summary_line() -> None:
+    lines = flake_check.table(flake_check.tally(RUNS), runs=3).splitlines()
+    assert lines[0].split() == ["test", "passed", "failed", "skipped", "pass", "rate", "verdict"]
+    assert lines[2].split() == ["test_flaky", "2", "1", "0", "67%", "FLAKY"]
+    assert lines[3].split() == ["test_broken", "0", "3", "0", "0%", "BROKEN"]
+    assert lines[-1] == "4 tests over 3 runs: 1 flaky, 1 failing every run"
+
+
+@allure.story("Report")
+def test_report_names_flaky_and_always_failing_tests_with_pass_rates(tmp_path: Path) -> None:
+    records = flake_check.tally(RUNS)
+    path = flake_check.write(tmp_path / "flake-check.json", records, RUNS, {"requested_runs": 3})
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert document["flaky"] == ["t.py::test_flaky"]
+    assert document["failing_every_run"] == ["t.py::test_broken"]
+    assert document["tests"]["t.py::test_flaky"]["pass_rate"] == 0.667
+    assert len(document["runs"]) == 3
+
+
+@allure.story("Command line")
+def test_a_single_run_is_refused_because_it_cannot_show_a_flake(capsys) -> None:
+    assert flake_check.main(["--runs", "1"]) == 2
+    assert "at least 2" in capsys.readouterr().err
