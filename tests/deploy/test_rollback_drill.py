@@ -1,0 +1,196 @@
+"""The rollback drill on the local stack: a good release, a backup, a faulty release the gate refuses,
+then the rollback session brings back the previous revisions, the rules from git history and the data."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import firestore
+
+from fixtures.deployment import REPO
+from stack.control import StackControl
+
+pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
+
+FOCUSED_CHECK = ["-k", "jpeg_upload"]
+# Rules that refuse every client read: loaded by the faulty release so the restore is observable.
+DENY_ALL = (
+    "rules_version = '2';\n"
+    "service cloud.firestore { match /{document=**} { allow read, write: if false; } }\n"
+)
+
+
+def mock_id_token(uid: str, project: str) -> str:
+    """An unsigned Firebase ID token; the Firestore emulator applies the rules to it."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    claims = {
+        "iss": f"https://securetoken.google.com/{project}",
+        "aud": project,
+        "sub": uid,
+        "user_id": uid,
+        "iat": 1,
+        "exp": 4102444800,
+        "auth_time": 1,
+        "firebase": {"sign_in_provider": "password"},
+    }
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def deploy_tool(*argv: str, env: dict[str, str], log: Path) -> int:
+    """Run `python -m deploy ...` as the nox session does; its output goes to log (shown on failure)."""
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n$ python -m deploy {' '.join(argv)}\n")
+        handle.flush()
+        result = subprocess.run(
+            [sys.executable, "-m", "deploy", *argv],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            timeout=1500,
+            check=False,
+        )
+    return result.returncode
+
+
+def latest_record(runs: Path, session: str) -> dict[str, Any]:
+    """The newest run record a session wrote."""
+    found = sorted(runs.glob(f"*-{session}-*.json"), key=lambda p: p.stat().st_mtime)
+    assert found, f"{session} wrote no run record in {runs}"
+    return dict(json.loads(found[-1].read_text(encoding="utf-8")))
+
+
+def documents(client: firestore.Client, collection: str) -> dict[str, dict[str, Any]]:
+    """Every document of a collection, by id."""
+    return {doc.id: doc.to_dict() or {} for doc in client.collection(collection).stream()}
+
+
+@pytest.fixture
+def drill_data(stack_control: StackControl) -> Iterator[tuple[firestore.Client, str, str]]:
+    """Documents the backup must bring back: a workflow owned by a drill user, and a drill collection."""
+    project = stack_control.state.project
+    client = firestore.Client(project=project)
+    tag = f"drill-{secrets.token_hex(4)}"
+    owner = f"{tag}-owner"
+    docs = [
+        client.collection("workflows").document(tag),
+        *[client.collection(tag).document(f"d{i}") for i in range(3)],
+    ]
+    try:
+        client.collection("workflows").document(tag).set({"owner": owner, "status": "completed", "steps": {}})
+        for i, ref in enumerate(docs[1:]):
+            ref.set({"n": i, "owner": owner})
+        yield client, tag, owner
+    finally:
+        for ref in docs:
+            ref.delete()
+
+
+def owner_can_read(stack_control: StackControl, workflow_id: str, owner: str) -> int:
+    """Status of the owner's own read of the workflow through the rules (200 allowed, 403 refused)."""
+    current = stack_control.state
+    url = (
+        f"http://{current.emulators['firestore']}/v1/projects/{current.project}/databases/(default)"
+        f"/documents/workflows/{workflow_id}"
+    )
+    response = requests.get(
+        url, headers={"Authorization": f"Bearer {mock_id_token(owner, current.project)}"}, timeout=30
+    )
+    return response.status_code
+
+
+def test_rollback_drill(
+    stack_control: StackControl, drill_data: tuple[firestore.Client, str, str], tmp_path: Path
+) -> None:
+    """Faulty thumbnailer release: the gate refuses it, the rollback restores revisions, rules and data."""
+    client, tag, owner = drill_data
+    log, runs = tmp_path / "drill.log", tmp_path / "runs"
+    env = {
+        **os.environ,
+        "IMAGEFLOW_STACK_FILE": str(stack_control.state_path),
+        "IMAGEFLOW_RUNS_DIR": str(runs),
+    }
+    env.pop("IMAGEFLOW_VERIFY_COMMAND", None)
+    services = [s.name for s in stack_control.manifest.services]
+
+    # 1. A good release, verified by the focused upload scenario, promoted.
+    assert deploy_tool("deploy", "--env", "local", "--", *FOCUSED_CHECK, env=env, log=log) == 0, (
+        log.read_text()
+    )
+    good = {s: stack_control.live_revision(s).id for s in services}  # type: ignore[union-attr]
+    before = {
+        tag: documents(client, tag),
+        "workflow": client.collection("workflows").document(tag).get().to_dict(),
+    }
+    assert owner_can_read(stack_control, tag, owner) == 200
+
+    # 2. A faulty release (thumbnailer errors, deny-all rules) with a backup first: the gate must refuse it.
+    deny = tmp_path / "firestore.rules"
+    deny.write_text(DENY_ALL, encoding="utf-8")
+    faulty_env = {**env, "IMAGEFLOW_RULES_FILE": str(deny)}
+    code = deploy_tool(
+        "deploy",
+        "--env",
+        "local",
+        "--backup",
+        "--revision-env",
+        "IMAGEFLOW_FAULTS=thumbnailer.errors",
+        "--",
+        *FOCUSED_CHECK,
+        env=faulty_env,
+        log=log,
+    )
+    gate = latest_record(runs, "deploy")
+    assert code == 1, log.read_text()
+    assert gate["verification"]["passed"] is False
+    assert gate["decision"] == "rolled back"
+    assert {s: stack_control.live_revision(s).id for s in services} == good  # type: ignore[union-attr]
+    assert owner_can_read(stack_control, tag, owner) == 200, "the gate's rollback did not reload the rules"
+
+    # 3. Data damaged after the backup (as a bad release would), then the rollback session with the backup.
+    client.collection(tag).document("d0").delete()
+    client.collection(tag).document("d1").set({"n": -1, "owner": "corrupted"})
+    client.collection("workflows").document(tag).update({"status": "failed"})
+    code = deploy_tool(
+        "rollback",
+        "--env",
+        "local",
+        "--rules-from",
+        "HEAD",
+        "--restore-backup",
+        gate["backup"],
+        env=env,
+        log=log,
+    )
+    assert code == 0, log.read_text()
+    rollback = latest_record(runs, "rollback")
+    after_rollback = {s: stack_control.live_revision(s).id for s in services}  # type: ignore[union-attr]
+    assert after_rollback == rollback["revisions_after"]
+    assert not set(after_rollback.values()) & set(gate["revisions_candidate"].values())
+    after = {
+        tag: documents(client, tag),
+        "workflow": client.collection("workflows").document(tag).get().to_dict(),
+    }
+    for doc_id, document in before[tag].items():
+        assert after[tag].get(doc_id) == document, f"{tag}/{doc_id} not restored from the backup"
+    assert set(after[tag]) == set(before[tag])
+    assert after["workflow"] == before["workflow"], f"workflows/{tag} not restored from the backup"
+    assert owner_can_read(stack_control, tag, owner) == 200
+
+    # 4. Green again: the focused upload scenario through a fresh release of the same commit.
+    assert deploy_tool("deploy", "--env", "local", "--", *FOCUSED_CHECK, env=env, log=log) == 0, (
+        log.read_text()
+    )
