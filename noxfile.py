@@ -85,3 +85,44 @@ def lint(session: nox.Session) -> None:
     """ruff and mypy on the whole project."""
     session.run(str(REPO / ".venv" / "bin" / "ruff"), "check", ".", external=True)
     session.run(str(REPO / ".venv" / "bin" / "mypy"), external=True)
+
+
+# --- drills, load and benchmarks (owned by the drills helper) -----------------------------------
+# All of them run against a local stack: their own (.stack/drills/stack.json, started and stopped
+# by the run) unless --state-file or IMAGEFLOW_STACK_FILE names a running one.
+
+
+@nox.session(python=False, default=False)
+def fault_drill(session: nox.Session) -> None:
+    """Deploy each fault on the local stack, run the suite, roll back, prove green; reports/fault-drill.json.
+
+    `nox -s fault_drill -- [--faults a,b] [--list] [--workers N]`.
+    """
+    session.run(PYTHON, "-m", "drills.fault_drill", *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False, default=False)
+def flake_check(session: nox.Session) -> None:
+    """The whole suite N times on the local stack; per-test pass rates and flaky tests.
+
+    `nox -s flake_check -- --runs N [--workers 2] [--paths tests/e2e]`.
+    """
+    session.run(PYTHON, "-m", "drills.flake_check", *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False, default=False)
+def load(session: nox.Session) -> None:
+    """Locust headless on the local stack, every workflow checked; reports/benchmarks/load.json.
+
+    `nox -s load -- [--users 10] [--seconds 60]`.
+    """
+    session.run(PYTHON, "-m", "benchmarks.load", *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False, default=False)
+def benchmarks(session: nox.Session) -> None:
+    """Stack cold start, pipeline latency/throughput, suite wall time; JSON and PNGs in reports/benchmarks/.
+
+    `nox -s benchmarks -- [stack_start] [pipeline_latency] [suite_time]` (default: all of them).
+    """
+    session.run(PYTHON, "-m", "benchmarks", *session.posargs, env=_env(), external=True)
