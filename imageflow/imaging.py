@@ -27,6 +27,7 @@ PNG_RAW_EXIF_KEYS = (b"Raw profile type exif", b"Raw profile type APP1")
 # JPEG markers that stand alone, without a length field.
 JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 JPEG_SOS = 0xDA
+JPEG_EOI = 0xD9
 WEBP_FLAG_EXIF = 0x08
 WEBP_FLAG_XMP = 0x04
 
@@ -93,9 +94,41 @@ def _has_xmp_gps(packet: bytes) -> bool:
 
 
 def _strip_jpeg(data: bytes) -> tuple[bytes, bool]:
+    """The primary image's header is rewritten; embedded images (MPO, gain maps) keep their sizes."""
+    out, found, pos = _clean_jpeg_header(data, 0, keep_size=False)
+    while True:
+        # FF D8 FF cannot occur in entropy-coded data (FF is always stuffed there), so each hit is
+        # the start of an embedded image, or of opaque trailer data where a parse simply fails.
+        following = data.find(JPEG_SOI + b"\xff", pos)
+        if following < 0:
+            out += data[pos:]
+            break
+        out += data[pos:following]
+        try:
+            header, had_gps, end = _clean_jpeg_header(data, following, keep_size=True)
+        except (ValueError, IndexError, struct.error):
+            out += data[following : following + 2]
+            pos = following + 2
+            continue
+        out += header
+        found |= had_gps
+        pos = end
+    if not found:
+        return data, False
+    return bytes(out), True
+
+
+def _clean_jpeg_header(data: bytes, start: int, keep_size: bool) -> tuple[bytearray, bool, int]:
+    """Rewrite one image's marker segments from its SOI up to its scan data.
+
+    Returns (header bytes, whether GPS was found, where the copy continues). With keep_size every
+    segment keeps its length (zero padding), so offsets into the file (the MPO index) stay valid.
+    """
+    if data[start : start + 2] != JPEG_SOI:
+        raise ValueError("JPEG SOI expected")
     out = bytearray(JPEG_SOI)
     found = False
-    pos = 2
+    pos = start + 2
     while pos < len(data):
         if data[pos] != 0xFF:
             raise ValueError("JPEG marker expected")
@@ -106,28 +139,31 @@ def _strip_jpeg(data: bytes) -> tuple[bytes, bool]:
         if marker in JPEG_STANDALONE:
             out += bytes((0xFF, marker))
             continue
-        if marker == JPEG_SOS or marker == 0xD9:
-            # Entropy-coded data and everything after it is copied as is: pixels never change.
-            out += bytes((0xFF, marker)) + data[pos:]
-            break
+        if marker in (JPEG_SOS, JPEG_EOI):
+            # Entropy-coded data (the pixels) is copied as is by the caller.
+            out += bytes((0xFF, marker))
+            return out, found, pos
         (length,) = struct.unpack(">H", data[pos : pos + 2])
         if length < 2 or pos + length > len(data):
             raise ValueError("JPEG segment overruns the file")
         body = data[pos + 2 : pos + length]
         pos += length
+        replacement: bytes | None = body
         if marker == 0xE1 and body.startswith(EXIF_PREFIX):
-            cleaned, had_gps = _clean_exif(body)
+            replacement, had_gps = _clean_exif(body)
             found |= had_gps
-            if cleaned is None or len(cleaned) + 2 > 0xFFFF:
-                continue
-            body = cleaned
         elif marker == 0xE1 and body.startswith(XMP_JPEG_IDS) and _has_xmp_gps(body):
-            found = True
+            replacement, found = None, True
+        if replacement is not None and len(replacement) + 2 > 0xFFFF:
+            replacement = None
+        if keep_size:
+            # A dropped segment becomes an anonymous APP1 of zeros that readers skip.
+            filler = bytes(len(body) - len(replacement)) if replacement is not None else bytes(len(body))
+            replacement = (replacement or b"") + filler
+        if replacement is None:
             continue
-        out += bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
-    if not found:
-        return data, False
-    return bytes(out), True
+        out += bytes((0xFF, marker)) + struct.pack(">H", len(replacement) + 2) + replacement
+    return out, found, pos
 
 
 # --- PNG --------------------------------------------------------------------------------------

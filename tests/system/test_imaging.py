@@ -113,6 +113,34 @@ def test_truncated_jpeg_with_gps_still_loses_its_gps() -> None:
     assert entropy_coded_data(cleaned) == entropy_coded_data(truncated)
 
 
+def test_every_image_of_a_multi_picture_jpeg_loses_its_gps() -> None:
+    # Phones write MPO files (a primary image plus embedded ones, e.g. HDR gain maps).
+    frames = [images.photo(seed=n) for n in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "MPO", save_all=True, append_images=frames[1:], exif=images.camera_exif())
+    original = buffer.getvalue()
+
+    cleaned, had_gps = strip_gps(original)
+
+    assert had_gps is True
+    with Image.open(io.BytesIO(cleaned)) as stripped, Image.open(io.BytesIO(original)) as source:
+        assert stripped.n_frames == 3
+        for index in range(3):
+            stripped.seek(index)
+            source.seek(index)
+            assert GPS not in stripped.getexif(), f"frame {index} kept its GPS"
+            assert stripped.getexif()[ExifTags.Base.Make] == images.CAMERA_MAKE
+            assert stripped.tobytes() == source.tobytes(), f"frame {index} pixels changed"
+
+
+def test_jpeg_with_trailing_data_that_looks_like_an_image_still_loses_its_gps() -> None:
+    original = images.jpeg_with_exif_gps() + b"\xff\xd8\xff\xe1\x00"  # a broken "embedded image"
+    cleaned, had_gps = strip_gps(original)
+    assert had_gps is True
+    assert GPS not in exif_of(cleaned)
+    assert cleaned.endswith(b"\xff\xd8\xff\xe1\x00")
+
+
 def test_xmp_packet_with_a_location_is_dropped_from_jpeg() -> None:
     xmp = (
         b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta><rdf:Description "
