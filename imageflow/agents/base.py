@@ -337,7 +337,9 @@ class Agent:
                 workflow.release(db, job.workflow_id, self.name, revision, f"transient: {type(exc).__name__}")
                 return Outcome(503, "released", {"error": f"transient error: {type(exc).__name__}"})
             error = _describe(exc)
-            log.warning("agent error workflow=%s agent=%s error=%s", job.workflow_id, self.name, error)
+            # The log names the error type only: messages can carry object names (user filenames).
+            kind = type(exc).__name__
+            log.warning("agent error workflow=%s agent=%s error=%s", job.workflow_id, self.name, kind)
             workflow.fail_step(db, job.workflow_id, self.name, revision, error)
             return Outcome(200, "failed", {"error": error})
         workflow.complete_step(db, job.workflow_id, self.name, revision, output, publish_lease=self.lease)
