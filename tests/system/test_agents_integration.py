@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import io
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -501,6 +502,25 @@ def test_every_agent_at_once_with_duplicates_keeps_the_document_consistent(
         events = [e["event"] for e in doc["events"] if e["agent"] == name]
         assert sorted(events) == ["done", "started"], f"{name}: {events}"
         assert len(backend.published(output_topic(backend, name), upload.workflow_id)) == 1, name
+
+
+def test_one_log_line_per_delivery_naming_ids_only(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload = make_upload("jpeg_with_exif_gps", done=["validator"])
+    app = make_app("exif")
+    with caplog.at_level(logging.INFO, logger="imageflow.agents"):
+        push(app, upload, backend.bucket_name)
+        push(app, upload, backend.bucket_name)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "imageflow.agents"]
+    assert len(lines) == 2, lines
+    assert f"workflow={upload.workflow_id} agent=exif outcome=done status=200" in lines[0]
+    assert "outcome=duplicate" in lines[1]
+    assert all(" ms=" in line for line in lines)
+    for line in lines:
+        for private in (upload.owner, upload.object_name, images.CAMERA_MAKE):
+            assert private not in line
 
 
 def test_unknown_workflow_is_404(backend: Backend, make_app: MakeApp) -> None:
