@@ -21,7 +21,6 @@ staging run). IMAGEFLOW_LOAD_LOG names a JSON-lines file where each process appe
 from __future__ import annotations
 
 import io
-import ipaddress
 import json
 import os
 import re
@@ -29,7 +28,6 @@ import secrets
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent  # type: ignore[import-untyped]
 import requests
@@ -38,6 +36,7 @@ from locust.env import Environment
 
 from fixtures.images import camera_exif, photo
 from imageflow import manifest as manifest_module
+from load.checks import check_document, is_loopback
 
 CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 WATCH_TIMEOUT_SECONDS = 180.0
@@ -61,17 +60,6 @@ def photos() -> list[bytes]:
     return _photos
 
 
-def is_loopback(url: str) -> bool:
-    """True when url's host is 127.0.0.0/8, ::1 or localhost."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def record(line: dict[str, Any]) -> None:
     """Append one upload to IMAGEFLOW_LOAD_LOG (if set) for the runner's check and cleanup."""
     path = os.environ.get("IMAGEFLOW_LOAD_LOG")
@@ -91,26 +79,6 @@ def refuse_remote_hosts(environment: Environment, **_kwargs: object) -> None:
         )
         if environment.runner is not None:
             environment.runner.quit()
-
-
-def _value(fields: dict[str, Any], name: str) -> Any:  # noqa: ANN401 - Firestore REST values are untyped
-    """A scalar from Firestore REST fields ({"name": {"stringValue": ...}})."""
-    cell = fields.get(name) or {}
-    return next(iter(cell.values()), None) if isinstance(cell, dict) else None
-
-
-def check_document(document: dict[str, Any]) -> tuple[str, list[str]]:
-    """(status, problems) of a workflow document read through Firestore REST."""
-    fields = document.get("fields") or {}
-    status = str(_value(fields, "status") or "")
-    steps = ((fields.get("steps") or {}).get("mapValue") or {}).get("fields") or {}
-    problems = []
-    for agent in AGENTS:
-        step = ((steps.get(agent) or {}).get("mapValue") or {}).get("fields") or {}
-        step_status, attempts = _value(step, "status"), _value(step, "attempts")
-        if step_status != "done" or str(attempts) != "1":
-            problems.append(f"{agent} {step_status} x{attempts}")
-    return status, problems
 
 
 class Uploader(HttpUser):
@@ -180,7 +148,7 @@ class Uploader(HttpUser):
         while time.time() < deadline:
             answer = self.watch.get(url, headers={"Authorization": "Bearer owner"}, timeout=30)
             if answer.status_code == 200:
-                status, problems = check_document(answer.json())
+                status, problems = check_document(answer.json(), AGENTS)
                 if status in TERMINAL:
                     break
             gevent.sleep(WATCH_POLL_SECONDS)

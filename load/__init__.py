@@ -1,0 +1,1 @@
+"""The load scenario (Locust) and its pure checks."""
