@@ -55,8 +55,10 @@ class DashboardPage(BasePage):
 
     def row_for(self, name_or_id: str) -> Locator:
         """The upload row for a filename (link text) or a workflow id."""
-        by_id = self.page.locator(f'[data-testid="upload-row"][data-workflow-id="{name_or_id}"]')
         by_name = self.upload_rows.filter(has=self.page.get_by_role("link", name=name_or_id, exact=True))
+        if not name_or_id.isalnum():
+            return by_name  # workflow ids are hex: anything else can only be a filename
+        by_id = self.page.locator(f'[data-testid="upload-row"][data-workflow-id="{name_or_id}"]')
         return by_id.or_(by_name)
 
     def status_of(self, name_or_id: str) -> Locator:
