@@ -96,8 +96,8 @@ def _agent_fault(manifest: Manifest, switch: str, description: str) -> DrillFaul
         keep_agents = (agent,)
         expected = (f"agent({agent}) scenarios",)
     if switch == "validator.accepts_bad":
-        keep += ("reject", "bad_input", "corrupt")
-        expected = ("scenarios uploading undecodable images (rejected)",)
+        keep += ("reject", "bad_content", "bad_input", "corrupt")
+        expected = ("test_bad_content_rejected_with_reason_and_other_steps_skipped",)
     return DrillFault(
         name=switch,
         part=part,
@@ -118,7 +118,10 @@ _DASHBOARD: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (PIPELINE_SCENARIO, "test_validator_sha256_and_size_match_stored_original"),
     ),
     dashboard_faults.UPLOAD_NOT_PUBLISHED: ((PIPELINE_SCENARIO,), (PIPELINE_SCENARIO,)),
-    dashboard_faults.SHOWS_OTHER_USERS_UPLOADS: (ISOLATION_KEYWORDS, ("isolation scenarios (UI list)",)),
+    dashboard_faults.SHOWS_OTHER_USERS_UPLOADS: (
+        ISOLATION_KEYWORDS,
+        ("test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere",),
+    ),
 }
 
 RULES_FAULT = "rules.other_users_readable"
@@ -157,7 +160,10 @@ def build(manifest: Manifest) -> dict[str, DrillFault]:
         part="rules",
         description="firestore.rules let any signed-in user read another user's workflow",
         selection=Selection(keep=(*ISOLATION_KEYWORDS, "tests/rules/")),
-        expected=("isolation scenario: Firestore GET with user B's token -> 403", "tests/rules/"),
+        expected=(
+            "test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere",
+            "tests/rules/test_firestore_rules.py::test_other_user_refused_the_workflow",
+        ),
         rules_file=BROKEN_RULES_DIR / "other_users_readable.rules",
     )
     return faults
