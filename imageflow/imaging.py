@@ -45,6 +45,24 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """The image with 8-bit channels: 16/32-bit greyscale is scaled down, not clipped to white."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        wide = image.convert("I") if image.mode != "F" else image
+        _, high = wide.getextrema()
+        scale = 1 / 256 if isinstance(high, int | float) and high > 255 else 1
+        return wide.point(lambda value: value * scale).convert("L")
+    return image
+
+
+def has_transparency(image: Image.Image) -> bool:
+    """True when some pixel is not fully opaque (an alpha band or a transparent palette entry)."""
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+        return False
+    low = image.convert("RGBA").getchannel("A").getextrema()[0]
+    return isinstance(low, int | float) and low < 255
+
+
 def strip_gps(data: bytes) -> tuple[bytes, bool]:
     """Remove GPS EXIF (and XMP location) from an image; returns (new bytes, whether GPS was present).
 

@@ -11,6 +11,7 @@ from PIL import Image, ImageStat
 
 from imageflow.agents.base import Job, create_agent_app
 from imageflow.config import Settings
+from imageflow.imaging import eight_bit, has_transparency
 
 NAME = "analysis"
 COLOURS = 5
@@ -21,7 +22,8 @@ HASH_SIZE = 8
 
 def _flatten(image: Image.Image) -> Image.Image:
     """RGB pixels; transparent areas count as white, as a viewer shows them."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+    image = eight_bit(image)
+    if has_transparency(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

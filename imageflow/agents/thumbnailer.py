@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 
 from imageflow.agents.base import Job, create_agent_app
 from imageflow.config import Settings
+from imageflow.imaging import eight_bit, has_transparency
 
 NAME = "thumbnailer"
 MAX_SIDE = 256
@@ -38,18 +39,14 @@ class Thumbnail:
         return "image/png" if self.format == "PNG" else "image/jpeg"
 
 
-def has_alpha(image: Image.Image) -> bool:
-    """True when the image has transparency (an alpha band or a transparent palette entry)."""
-    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-
-
 def process(data: bytes, max_side: int = MAX_SIDE) -> Thumbnail:
-    """Make the thumbnail: apply the EXIF orientation first, then shrink; PNG if it has alpha."""
+    """Make the thumbnail: apply the EXIF orientation first, then shrink; PNG if it has transparency."""
     with Image.open(io.BytesIO(data)) as opened:
         opened.seek(0)  # animated images: the first frame
-        transparent = has_alpha(opened)
         opened.draft(None, (max_side * 2, max_side * 2))  # JPEG: decode at reduced scale
-        upright = ImageOps.exif_transpose(opened)
+        upright = eight_bit(ImageOps.exif_transpose(opened))
+    # Judged on the pixels, not the mode: an RGBA image that is fully opaque becomes a JPEG.
+    transparent = has_transparency(upright)
     image = upright.convert("RGBA" if transparent else "RGB")
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()

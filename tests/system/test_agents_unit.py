@@ -378,3 +378,52 @@ def test_unknown_fault_names_are_detected() -> None:
 def test_faults_are_refused_on_staging() -> None:
     with pytest.raises(config.ConfigError):
         agent_settings("exif", IMAGEFLOW_ENV="staging", IMAGEFLOW_FAULTS="exif.errors")
+
+
+# --- unusual but valid images -----------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def unusual_images() -> dict[str, bytes]:
+    base = images.photo((300, 200))
+    sixteen = base.convert("L").convert("I").point(lambda v: v * 256).convert("I;16")
+    return {
+        "png-16-bit-grey": encode(sixteen, "PNG"),
+        "png-grey-alpha-opaque": encode(base.convert("LA"), "PNG"),
+        "png-1-bit": encode(base.convert("1"), "PNG"),
+        "png-palette": encode(base.convert("P"), "PNG"),
+        "jpeg-grey": encode(base.convert("L"), "JPEG"),
+        "jpeg-cmyk": encode(base.convert("CMYK"), "JPEG"),
+        "webp-lossless": encode(base, "WEBP", lossless=True),
+        "webp-animated": encode(base, "WEBP", save_all=True, append_images=[base.rotate(180)], duration=100),
+        "apng": encode(base, "PNG", save_all=True, append_images=[base.rotate(180)]),
+        "wide-5000x1": encode(Image.new("RGB", (5000, 1), (10, 20, 30)), "PNG"),
+    }
+
+
+UNUSUAL = unusual_images()
+
+
+@pytest.mark.parametrize("name", sorted(UNUSUAL))
+def test_every_agent_handles_unusual_valid_images(name: str) -> None:
+    data = UNUSUAL[name]
+    assert validator.process(data).accepted
+    thumb = thumbnailer.process(data)
+    # Opaque pictures of any mode become JPEG thumbnails of the photo, not a blank page.
+    assert thumb.format == "JPEG"
+    assert max(thumb.width, thumb.height) == 256
+    assert exif.process(data)["camera"] is None
+    result = analysis.process(data)
+    assert 10 < result["brightness"] < 250, result
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped() -> None:
+    photo_brightness = analysis.process(UNUSUAL["jpeg-grey"])["brightness"]
+    assert analysis.process(UNUSUAL["png-16-bit-grey"])["brightness"] == pytest.approx(
+        photo_brightness, abs=2
+    )
