@@ -179,7 +179,7 @@ def run_rollback(find: object, record: RunRecord, shell: Shell) -> int:
     record.steps[-1].status = "done"
     shell.say("[1/2] find previous revisions and rules ... done")
     shell.say("[2/2] roll back ...")
-    code = runner.rollback(list(reversed(changes)), record, shell)
+    code = runner.rollback(list(reversed(changes)), record, shell, session=True)
     if code == runner.EXIT_ROLLBACK_FAILED:
         return code
     record.reason = "rollback session applied every change"

@@ -34,8 +34,8 @@ def git_commit() -> str:
 
 
 def new_run_id() -> str:
-    """A short id for tags, lanes and backups: $IMAGEFLOW_RUN_ID (tests) or time + random."""
-    fixed = os.environ.get("IMAGEFLOW_RUN_ID", "")
+    """A short id for tags, lanes and backups: $IMAGEFLOW_DEPLOY_RUN_ID (tests) or time + random."""
+    fixed = os.environ.get("IMAGEFLOW_DEPLOY_RUN_ID", "")
     if fixed:
         return fixed
     # Lowercase letters and digits only: it ends up in a Cloud Run tag, a topic name and a path.

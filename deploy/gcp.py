@@ -473,6 +473,12 @@ class GcpExecutor:
                     f"route {name} back to {split}",
                     self.run_cmd("services", "update-traffic", name, f"--to-revisions={split}"),
                 )
+        if self.deferred:
+            self.ensure_subscriptions()
+        return "all traffic on the candidates"
+
+    def check_promote(self) -> None:
+        """Every service serves its candidate with all of its traffic."""
         for spec in self.manifest.services:
             live = live_revision(self.describe(spec.name) or {})
             self.record.revisions_after[spec.name] = live
@@ -481,9 +487,6 @@ class GcpExecutor:
                     f"{self.env.service_name(spec.name)} serves {live}, "
                     f"not {self.candidate_revisions[spec.name]}"
                 )
-        if self.deferred:
-            self.ensure_subscriptions()
-        return "all traffic on the candidates"
 
     def monitoring(self) -> str:
         """Uptime check on the dashboard and the alert policies: present and enabled (created if missing)."""

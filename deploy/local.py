@@ -210,13 +210,17 @@ class LocalExecutor:
                         f"# local: route {spec.name} back to {previous.id} (StackControl().route)",
                     )
                 )
-        if not self.shell.dry_run:
-            for spec in self.manifest.services:
-                live = self.control.live_revision(spec.name)
-                self.record.revisions_after[spec.name] = live.id if live else ""
-                if live is None or live.id != self.candidate[spec.name].id:
-                    raise StepFailed(f"{spec.name} does not serve its candidate")
         return "all stable URLs on the candidates"
+
+    def check_promote(self) -> None:
+        """Every stable URL routes to its candidate."""
+        if self.shell.dry_run:
+            return
+        for spec in self.manifest.services:
+            live = self.control.live_revision(spec.name)
+            self.record.revisions_after[spec.name] = live.id if live else ""
+            if live is None or live.id != self.candidate[spec.name].id:
+                raise StepFailed(f"{spec.name} does not serve its candidate")
 
     def monitoring(self) -> str:
         """No uptime checks or alert policies exist locally: reported as not applicable, never as passed."""

@@ -28,7 +28,10 @@ def run_steps(steps: Sequence[Step], changes: list[Change], record: RunRecord, s
             entry.detail = step.run() or ""
             if step.check is not None:
                 step.check()
-        except StepFailed as exc:
+        except (StepFailed, KeyboardInterrupt, Exception) as exc:
+            if not isinstance(exc, StepFailed):
+                # An interrupt or a bug mid-step must still undo what the run changed.
+                exc = StepFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             entry.duration_s = round(time.monotonic() - started, 3)
             entry.status = "failed"
             entry.detail = str(exc)
@@ -52,14 +55,18 @@ def run_steps(steps: Sequence[Step], changes: list[Change], record: RunRecord, s
     return EXIT_OK
 
 
-def rollback(changes: list[Change], record: RunRecord, shell: Shell) -> int:
+def rollback(changes: list[Change], record: RunRecord, shell: Shell, *, session: bool = False) -> int:
     """Undo changes newest first; if an undo fails, stop and print the commands left to run."""
     if not changes:
         shell.say("rollback: the run changed nothing, nothing to undo")
         record.decision = "rolled back (nothing changed)"
         return EXIT_FAILED
     pending = list(reversed(changes))
-    shell.say(f"rollback: undoing {len(pending)} change(s), newest first")
+    shell.say(
+        f"rollback: {len(pending)} change(s) to apply, in order"
+        if session
+        else f"rollback: undoing {len(pending)} change(s), newest first"
+    )
     for position, change in enumerate(pending, start=1):
         label = f"[undo {position}/{len(pending)}] {change.what}"
         shell.say(f"{label} ...")

@@ -16,7 +16,11 @@ def test_sessions_listed_and_real_environments_not_default() -> None:
     """`nox -l`: every session of the brief, with a description; staging/production/rollback never default."""
     listed = subprocess.run(
         [str(REPO / ".venv" / "bin" / "nox"), "-l"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     sessions = {
         m["name"]: (m["mark"] == "*", m["description"])

@@ -23,7 +23,7 @@ from stack.control import StackControl
 pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
 
 FOCUSED_CHECK = ["-k", "jpeg_upload"]
-# Rules that refuse every client read: loaded by the faulty release so the restore is observable.
+# Rules that refuse every client read: the damage after the release, so the rules restore is observable.
 DENY_ALL = (
     "rules_version = '2';\n"
     "service cloud.firestore { match /{document=**} { allow read, write: if false; } }\n"
@@ -118,8 +118,10 @@ def test_rollback_drill(
     """Faulty thumbnailer release: the gate refuses it, the rollback restores revisions, rules and data."""
     client, tag, owner = drill_data
     log, runs = tmp_path / "drill.log", tmp_path / "runs"
+    # The inner suites are runs of their own: not workers of this run, with their own run id.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "IMAGEFLOW_RUN_ID"))}
     env = {
-        **os.environ,
+        **outer,
         "IMAGEFLOW_STACK_FILE": str(stack_control.state_path),
         "IMAGEFLOW_RUNS_DIR": str(runs),
     }
@@ -137,10 +139,8 @@ def test_rollback_drill(
     }
     assert owner_can_read(stack_control, tag, owner) == 200
 
-    # 2. A faulty release (thumbnailer errors, deny-all rules) with a backup first: the gate must refuse it.
-    deny = tmp_path / "firestore.rules"
-    deny.write_text(DENY_ALL, encoding="utf-8")
-    faulty_env = {**env, "IMAGEFLOW_RULES_FILE": str(deny)}
+    # 2. A faulty release (thumbnailer errors) with a backup first: the gate must refuse it.
+    gate_log_start = len(log.read_text(encoding="utf-8"))
     code = deploy_tool(
         "deploy",
         "--env",
@@ -150,17 +150,22 @@ def test_rollback_drill(
         "IMAGEFLOW_FAULTS=thumbnailer.errors",
         "--",
         *FOCUSED_CHECK,
-        env=faulty_env,
+        env=env,
         log=log,
     )
     gate = latest_record(runs, "deploy")
     assert code == 1, log.read_text()
     assert gate["verification"]["passed"] is False
     assert gate["decision"] == "rolled back"
+    assert "thumbnailer" in log.read_text(encoding="utf-8")[gate_log_start:], (
+        "the gate failed for another reason"
+    )
     assert {s: stack_control.live_revision(s).id for s in services} == good  # type: ignore[union-attr]
     assert owner_can_read(stack_control, tag, owner) == 200, "the gate's rollback did not reload the rules"
 
-    # 3. Data damaged after the backup (as a bad release would), then the rollback session with the backup.
+    # 3. Data and rules damaged after the backup (as a bad release would), then the rollback session.
+    stack_control.load_rules(DENY_ALL)
+    assert owner_can_read(stack_control, tag, owner) == 403
     client.collection(tag).document("d0").delete()
     client.collection(tag).document("d1").set({"n": -1, "owner": "corrupted"})
     client.collection("workflows").document(tag).update({"status": "failed"})
