@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import allure
+import playwright
 import pytest
 from playwright.sync_api import Browser, expect
 
@@ -245,3 +247,46 @@ def test_allure_html_report_shows_the_runs_test(
         raise
     finally:
         context.close()
+
+
+TRACE_VIEWER = Path(playwright.__file__).parent / "driver" / "package" / "lib" / "vite" / "traceViewer"
+LOGIN_FORM = """<form method="post" action="/login"><label>Email <input name="email"></label>
+<label>Password <input name="password" type="password"></label><button>Log in</button></form>"""
+
+
+@labels("Reports", "Secret scrubbing", Severity.CRITICAL)
+def test_scrubbed_trace_still_opens_in_the_trace_viewer_with_the_password_masked(
+    tmp_path: Path, browser: Browser, serve_directory: Callable[[Path], str]
+) -> None:
+    """A real trace of a password fill is scrubbed, and Playwright's viewer still shows the action, masked."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(LOGIN_FORM)
+    context = browser.new_context()
+    context.tracing.start(screenshots=True, snapshots=True)
+    page = context.new_page()
+    page.goto(serve_directory(site) + "index.html")
+    page.get_by_label("Email").fill("e2e-trace@example.test")
+    page.get_by_label("Password").fill(PLANTED)
+    viewer_root = tmp_path / "viewer"
+    shutil.copytree(TRACE_VIEWER, viewer_root)
+    trace = viewer_root / "trace.zip"
+    context.tracing.stop(path=trace)
+    context.close()
+    secrets = {PLANTED: "the planted password"}
+    assert scan_for_secrets(trace, secrets), "the unscrubbed trace should hold the password"
+
+    scrub_secrets(trace, secrets)
+    assert scan_for_secrets(trace, secrets) == []
+
+    viewer = serve_directory(viewer_root)
+    viewer_context = browser.new_context()
+    try:
+        viewer_page = viewer_context.new_page()
+        with allure.step("Open the scrubbed trace in Playwright's trace viewer"):
+            viewer_page.goto(f"{viewer}index.html?trace={viewer}trace.zip")
+        actions = viewer_page.get_by_test_id("actions-tree")
+        expect(actions.get_by_text('Fill "***"')).to_be_visible(timeout=30_000)
+        expect(actions.get_by_text('Fill "e2e-trace@example.test"')).to_be_visible()
+    finally:
+        viewer_context.close()
