@@ -21,20 +21,19 @@ from stack.processes import HOST
 from stack.state import RevisionRecord, ServiceState, StackState
 
 Revision = RevisionRecord
-READY_TIMEOUT_SECONDS = 60.0
+READY_TIMEOUT_SECONDS = float(os.environ.get("IMAGEFLOW_REVISION_READY_TIMEOUT", "120"))
 DRAIN_TIMEOUT_SECONDS = 60.0
 ADMIN_TIMEOUT_SECONDS = 10.0
 # serve.py exits with this code when the service's module or its create_app does not exist yet.
 EXIT_NOT_IMPLEMENTED = 78
-# Environment keys never passed from the caller to a revision: a revision's config is explicit.
-_INHERITED_PREFIXES_DROPPED = (
-    "IMAGEFLOW_",
-    "K_",
-    "GOOGLE_CLOUD_PROJECT",
-    "SESSION_SECRET",
-    "FIREBASE_API_KEY",
+# What a revision inherits from the process that deploys it: only what makes Python run. The rest
+# of its configuration is explicit, as on Cloud Run (and credentials for a real project never leak in).
+_INHERITED_KEYS = frozenset(
+    {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "IMAGEFLOW_MANIFEST"}
 )
-_INHERITED_KEPT = ("IMAGEFLOW_MANIFEST",)
+_INHERITED_PREFIXES = ("LC_",)
+# Comma-separated extra variable names a deployer passes through to every revision (e.g. a marker).
+PASS_ENV = "IMAGEFLOW_STACK_PASS_ENV"
 _SECRET_HINTS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 
 
@@ -157,12 +156,8 @@ class StackControl:
         self, service: str, revision_id: str, port: int, overrides: Mapping[str, str]
     ) -> dict[str, str]:
         current = self.state
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k in _INHERITED_KEPT
-            or not (k.startswith(_INHERITED_PREFIXES_DROPPED) or k.endswith("_EMULATOR_HOST"))
-        }
+        passed = _INHERITED_KEYS | {k.strip() for k in os.environ.get(PASS_ENV, "").split(",") if k.strip()}
+        env = {k: v for k, v in os.environ.items() if k in passed or k.startswith(_INHERITED_PREFIXES)}
         env.update(current.env)
         local_secrets = localsecrets.ensure()
         env.update({k: local_secrets[k] for k in self._secret_keys(service) if k in local_secrets})

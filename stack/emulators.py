@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-imageflow"
 BUCKET = "imageflow-uploads"
 SDK_PLATFORM = Path(os.environ.get("IMAGEFLOW_SDK_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))
-START_TIMEOUT_SECONDS = 90.0
+# Generous but bounded: on a loaded 2-core machine the Auth emulator (node) alone can take a minute.
+START_TIMEOUT_SECONDS = float(os.environ.get("IMAGEFLOW_STACK_START_TIMEOUT", "180"))
 
 
 class PreflightError(RuntimeError):
@@ -158,6 +159,11 @@ def start_auth(tools: Tools, run_dir: Path, port: int | None = None) -> Emulator
     env = dict(os.environ)
     # Offline machine: no update checks, no usage reporting, no prompts.
     env.update({"CI": "1", "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "1", "NO_UPDATE_NOTIFIER": "1"})
+    # firebase-tools keeps a per-project "hub locator" file in the temp dir; a private temp dir
+    # keeps parallel stacks (one per test run) from seeing, and warning about, each other.
+    tmp = config_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp)
     process = processes.start("auth", command, run_dir / "logs" / "auth.log", env=env, cwd=config_dir)
     return Emulator("auth", f"{HOST}:{port}", process)
 

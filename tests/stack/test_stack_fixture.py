@@ -14,6 +14,7 @@ import requests
 
 from imageflow import manifest as manifest_module
 from stack import processes, state
+from stack.control import PASS_ENV
 from stack.state import StackState
 
 pytestmark = pytest.mark.system
@@ -67,6 +68,7 @@ def run_pytest(tmp_path: Path, source: str, marker: str, *args: str) -> subproce
     env = {
         **os.environ,
         MARKER_ENV: marker,
+        PASS_ENV: MARKER_ENV,
         "FIXTURE_RECORD": str(tmp_path / "record.jsonl"),
         # Not a running stack: the run must start (and stop) its own.
         state.STATE_ENV: str(tmp_path / "absent" / "stack.json"),

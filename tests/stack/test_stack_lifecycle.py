@@ -21,7 +21,7 @@ from google.cloud import firestore, pubsub_v1, storage
 
 from imageflow import manifest as manifest_module
 from stack import processes, state
-from stack.control import ControlError, StackControl
+from stack.control import PASS_ENV, ControlError, StackControl
 
 pytestmark = pytest.mark.system
 
@@ -86,7 +86,12 @@ def stack_cli(
     args: list[str], state_path: Path, marker: str, manifest: Path | None = None, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m stack --state-file PATH ARGS` with a marker in its environment."""
-    env = {**os.environ, MARKER_ENV: marker, "IMAGEFLOW_SECRETS_FILE": str(state_path.parent / "secrets.env")}
+    env = {
+        **os.environ,
+        MARKER_ENV: marker,
+        PASS_ENV: MARKER_ENV,
+        "IMAGEFLOW_SECRETS_FILE": str(state_path.parent / "secrets.env"),
+    }
     env.pop(state.STATE_ENV, None)
     if manifest is not None:
         env["IMAGEFLOW_MANIFEST"] = str(manifest)
@@ -265,6 +270,7 @@ def test_foreground_up_stops_everything_on_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
         MARKER_ENV: marker,
+        PASS_ENV: MARKER_ENV,
         "IMAGEFLOW_SECRETS_FILE": str(tmp_path / "secrets.env"),
         "IMAGEFLOW_MANIFEST": str(manifest),
     }
