@@ -228,9 +228,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_file = choose_state_file(args.state_file)
 
     def run_suite(selection: Selection, out: Path) -> suite.SuiteRun:
-        return suite.run(selection, state_file, out, workers=args.workers, timeout=args.timeout)
+        run = suite.run(selection, state_file, out, workers=args.workers, timeout=args.timeout)
+        if run.broken and not run.timed_out:
+            # pytest did not even run the tests (e.g. a module being edited failed to import):
+            # that says nothing about the fault, so the selection gets one more chance.
+            _say(f"pytest could not run the selection (exit {run.exit_code}); once more ({out}/pytest.log)")
+            (out / "pytest.log").replace(out / "pytest-broken.log")
+            run = suite.run(selection, state_file, out, workers=args.workers, timeout=args.timeout)
+        return run
 
+    previous = report.read_rows(args.report) if args.update else []
+    drilled = {f.name for f in faults}
+    judged = list(catalogue.values()) if args.update else faults
     rows: list[DrillRow] = []
+
+    def merged() -> list[DrillRow]:
+        """This run's rows, plus (with --update) the earlier rows of faults not drilled again."""
+        if not args.update:
+            return rows
+        by_name = {r.fault: r for r in previous if r.fault not in drilled} | {r.fault: r for r in rows}
+        return [by_name[name] for name in catalogue if name in by_name]
+
     baseline: suite.SuiteRun | None = None
     started = datetime.now(UTC)
     try:
@@ -249,21 +267,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             for fault in faults:
                 rows.append(drill_one(control, fault, run_suite, failing))
                 # Written after every fault, so an interrupted drill still leaves its evidence.
-                _write(args.report, rows, baseline, faults, started, state_file, args.workers)
+                _write(args.report, merged(), baseline, judged, started, state_file, args.workers)
     except (DrillError, StackUnavailable) as exc:
         print(f"fault drill: {exc}", file=sys.stderr)
         return 1
     finally:
-        ok, reasons = report.verdict(rows, baseline)
-        ok = ok and len(rows) == len(faults)
+        final = merged()
+        ok, reasons = report.verdict(final, baseline)
+        ok = ok and {r.fault for r in final} >= {f.name for f in judged}
         if rows or baseline is not None:
-            path = _write(args.report, rows, baseline, faults, started, state_file, args.workers)
-            print(report.table(rows))
+            path = _write(args.report, final, baseline, judged, started, state_file, args.workers)
+            print(report.table(final))
             print(f"report: {path}")
     for reason in reasons:
         print(f"fault drill: {reason}", file=sys.stderr)
-    caught = sum(1 for r in rows if r.caught)
-    print(f"fault drill: {caught}/{len(faults)} faults caught; {'PASS' if ok else 'FAIL'}")
+    caught = sum(1 for r in final if r.caught)
+    print(f"fault drill: {caught}/{len(judged)} faults caught; {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 

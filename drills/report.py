@@ -151,3 +151,12 @@ def write(
     }
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     return path
+
+
+def read_rows(path: Path) -> list[DrillRow]:
+    """The rows of an earlier report ([] when there is none or it cannot be read)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        return [DrillRow(**row) for row in document.get("rows", [])]
+    except (OSError, ValueError, TypeError):
+        return []

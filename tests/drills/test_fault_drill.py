@@ -325,3 +325,11 @@ def test_list_prints_every_fault_with_how_it_is_deployed() -> None:
 @allure.story("Command line")
 def test_no_fault_list_means_every_fault(wanted: str | None) -> None:
     assert [f.name for f in fault_drill.choose(CATALOGUE, wanted)] == list(CATALOGUE)
+
+
+@allure.story("Report")
+def test_rows_of_an_earlier_report_are_read_back_for_update(tmp_path: Path) -> None:
+    rows = [report.DrillRow("exif.errors", "agents", True, ["t::a"], 4.2, clean_after=True)]
+    path = report.write(tmp_path / "fault-drill.json", rows, None, True, [], {})
+    assert report.read_rows(path) == rows
+    assert report.read_rows(tmp_path / "absent.json") == []
