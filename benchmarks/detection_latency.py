@@ -29,6 +29,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from benchmarks import plot
 from imageflow import manifest as manifest_module
 from imageflow.workflow import COLLECTION, new_document, now
 
@@ -87,6 +88,7 @@ def _summary(latencies: list[float]) -> dict[str, Any]:
         "samples": len(millis),
         "median_ms": round(statistics.median(millis), 1) if millis else None,
         "p95_ms": _percentile(millis, 0.95) if millis else None,
+        "p99_ms": _percentile(millis, 0.99) if millis else None,
         "max_ms": max(millis) if millis else None,
         "latencies_ms": millis,
     }
@@ -192,10 +194,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    chart = plot.grouped_percentiles(
+        args.output.with_suffix(".png"),
+        f"Detection latency of a workflow update ({result['updates']} updates)",
+        {
+            name: {
+                "p50": result[name]["median_ms"] / 1000,
+                "p95": result[name]["p95_ms"] / 1000,
+                "p99": result[name]["p99_ms"] / 1000,
+            }
+            for name in ("listener", "polling_1s")
+        },
+    )
     print(f"detection latency over {result['updates']} updates ({result['firestore']}):")
     for name in ("listener", "polling_1s"):
         print(f"  {name:<11} median {result[name]['median_ms']} ms   p95 {result[name]['p95_ms']} ms")
-    print(f"written to {args.output}")
+    print(f"written to {args.output} and {chart}")
     return 0
 
 
