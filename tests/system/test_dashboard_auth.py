@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from fixtures.dashboard import DashboardClient, element_text, text
+from fixtures.dashboard import DashboardClient, SignedIn, element_text, text
 from fixtures.reporting import labels
 from fixtures.users import IdentityToolkit, TestUser
 from imageflow.dashboard import auth
@@ -199,3 +201,25 @@ def test_login_never_redirects_off_site(
     assert response.headers["Location"] == "/", (
         f"next={unsafe_next!r} sent the user to {response.headers['Location']}"
     )
+
+
+@labels("dashboard", "sessions")
+def test_expired_id_token_is_refreshed(signed_in: SignedIn) -> None:
+    with signed_in.client.http.session_transaction() as cookie:
+        cookie["expires_at"] = 0  # as if the hour of the ID token had passed
+    response = signed_in.client.http.get("/api/uploads")
+    assert response.status_code == 200
+    with signed_in.client.http.session_transaction() as cookie:
+        assert cookie["expires_at"] > time.time() + 600, "the ID token was not refreshed"
+        assert cookie["uid"] == signed_in.user.uid
+
+
+@labels("dashboard", "sessions")
+def test_session_that_cannot_refresh_is_logged_out(signed_in: SignedIn) -> None:
+    with signed_in.client.http.session_transaction() as cookie:
+        cookie["expires_at"] = 0
+        cookie["refresh_token"] = "revoked-or-garbage"
+    response = signed_in.client.http.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/"
+    assert signed_in.client.http.get("/api/uploads").status_code == 401
