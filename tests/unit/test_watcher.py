@@ -16,12 +16,13 @@ from fixtures.firestore import (
     status_is,
     terminal,
 )
+from fixtures.reporting import EPIC
 from fixtures.timeline import timeline_json, timeline_png
 from imageflow import manifest as manifest_module
 from imageflow.workflow import new_document
 
 pytestmark = [
-    allure.epic("Verification suite"),
+    allure.epic(EPIC),
     allure.feature("Workflow watcher"),
     allure.severity(allure.severity_level.CRITICAL),
 ]
