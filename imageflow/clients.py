@@ -32,4 +32,6 @@ def storage_client(project: str) -> storage.Client:
 def publish(project: str, topic: str, data: bytes, **attributes: str) -> str:
     """Publish one message and wait for its id, so a lost publish is an error, not silence."""
     path = publisher().topic_path(project, topic)
-    return str(publisher().publish(path, data, **attributes).result(timeout=30))
+    # The client takes attributes as **kwargs beside retry/timeout; mypy cannot tell them apart.
+    future = publisher().publish(path, data, **attributes)  # type: ignore[arg-type]
+    return str(future.result(timeout=30))
