@@ -164,7 +164,10 @@ class Uploader:
         refused: list[Refused] = []
         for incoming in files:
             outcome = self.accept(owner, incoming, lane)
-            (accepted if isinstance(outcome, Accepted) else refused).append(outcome)  # type: ignore[arg-type]
+            if isinstance(outcome, Accepted):
+                accepted.append(outcome)
+            else:
+                refused.append(outcome)
         return accepted, refused
 
     def accept(self, owner: str, incoming: IncomingFile, lane: str = "") -> Accepted | Refused:

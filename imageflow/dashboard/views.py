@@ -70,7 +70,8 @@ def register_submit() -> ResponseReturnValue:
         return _form_page("register.html", errors, 400, email=email)
     svc = services()
     if svc.settings.fault(faults.REGISTRATION_BROKEN):
-        return _form_page("register.html", {"form": auth.GENERIC_ERROR}, 500, email=email)
+        # As an unreachable Auth would look: a form error with a gateway status, never a crash.
+        return _form_page("register.html", {"form": auth.GENERIC_ERROR}, 502, email=email)
     try:
         tokens = svc.auth.sign_up(email, password)
     except auth.AuthError as exc:
@@ -225,6 +226,13 @@ def thumbnail(workflow_id: str) -> ResponseReturnValue:
             data = bucket.blob(name).download_as_bytes(timeout=30)
         except gexc.NotFound:
             continue
+        except gexc.GoogleAPIError as exc:
+            log.error("thumbnail of %s unreadable: %s", workflow_id, type(exc).__name__)
+            return render_template(
+                "error.html",
+                title="Temporarily unavailable",
+                message="The thumbnail cannot be read right now.",
+            ), 503
         mimetype = "image/png" if name.endswith(".png") else "image/jpeg"
         return Response(data, mimetype=mimetype, headers={"Cache-Control": "private, max-age=60"})
     return render_template(
