@@ -10,7 +10,7 @@ import allure
 import pytest
 from google.cloud import firestore
 
-from fixtures.firestore import WATCHER_MODES, Document, WorkflowWatcher, terminal
+from fixtures.firestore import WATCHER_MODES, Document, WorkflowWatcher, terminal, transient_retry
 from fixtures.reporting import labels
 from fixtures.target import unique_name
 from imageflow.manifest import Manifest
@@ -35,7 +35,7 @@ def write_workflow(firestore_admin: firestore.Client, pipeline_manifest: Manifes
 
     yield write
     for workflow_id in written:
-        workflow_ref(firestore_admin, workflow_id).delete()
+        transient_retry(workflow_ref(firestore_admin, workflow_id).delete)()
 
 
 def _finish_all(client: firestore.Client, workflow_id: str, manifest: Manifest, revision: str) -> None:
