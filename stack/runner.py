@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+from google.api_core.exceptions import GoogleAPIError
 
 from imageflow import manifest as manifest_module
 from imageflow.manifest import Manifest
@@ -185,7 +186,14 @@ def start(
             control.add_service(spec.name)
         control.ensure_infrastructure()
         skipped = _deploy_all(control, manifest, strict, say)
-    except (ReadinessError, ControlError, StackError, OSError, requests.RequestException) as exc:
+    except (
+        ReadinessError,
+        ControlError,
+        StackError,
+        OSError,
+        requests.RequestException,
+        GoogleAPIError,
+    ) as exc:
         stop(chosen, owned=started)
         message = str(exc) if isinstance(exc, StackError | ReadinessError | ControlError) else repr(exc)
         raise StackError(message) from exc
