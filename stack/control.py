@@ -137,12 +137,15 @@ class StackControl:
         self._admin("PUT", f"/services/{service}/route", {"revision": revision.id, "upstream": revision.url})
 
     def drain(self, service: str, upstream: str, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
-        """Wait until no request routed to upstream is still in flight."""
-        processes.wait_until(
-            lambda: not self.routes().get(service, {}).get("in_flight", {}).get(upstream, 0),
-            f"draining {service} requests in flight to {upstream}",
-            timeout,
-        )
+        """Wait until no request routed to upstream is in flight (ControlError when that never happens)."""
+        try:
+            processes.wait_until(
+                lambda: not self.routes().get(service, {}).get("in_flight", {}).get(upstream, 0),
+                f"draining {service}: requests still in flight to {upstream}",
+                timeout,
+            )
+        except processes.ReadinessError as exc:
+            raise ControlError(str(exc)) from exc
 
     # -- revisions -------------------------------------------------------------------------
     def _secret_keys(self, service: str) -> set[str]:
