@@ -21,6 +21,11 @@ def confirmation(ctx: RunContext, confirmed: bool) -> None:
 
 def gcp(ctx: RunContext, shell: Shell) -> None:
     """gcloud and firebase on PATH, an active gcloud account, and the target project reachable."""
+    if ctx.env.api_key_env and not os.environ.get(ctx.env.api_key_env):
+        # The suite signs test users in through the target's Auth API; without the key it cannot verify.
+        raise PreflightError(
+            f"${ctx.env.api_key_env} is not set: the suite needs {ctx.env.name}'s Firebase API key"
+        )
     for tool, install in (
         ("gcloud", "install the Google Cloud CLI"),
         ("firebase", "npm install (firebase-tools), then add node_modules/.bin to PATH"),

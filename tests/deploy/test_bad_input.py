@@ -108,6 +108,14 @@ def test_missing_project(fake_cloud: FakeCloud) -> None:
     assert len(fake_cloud.calls()) == 2
 
 
+def test_missing_api_key_for_the_suite(fake_cloud: FakeCloud) -> None:
+    """The target's Firebase API key variable is unset: refused by name, value never shown."""
+    env = {k: v for k, v in os.environ.items() if k != "IMAGEFLOW_STAGING_API_KEY"}
+    result = deploy_tool("staging_e2e", env=env)
+    assert_refused(result, "$IMAGEFLOW_STAGING_API_KEY is not set")
+    assert fake_cloud.calls() == []
+
+
 def test_production_without_confirmation(fake_cloud: FakeCloud) -> None:
     """The gate on production needs --confirm or IMAGEFLOW_CONFIRM=production; other values do not count."""
     result = deploy_tool("production_gate", env={**os.environ, "IMAGEFLOW_CONFIRM": "staging"})
