@@ -38,6 +38,19 @@ def effective_readiness(settings: config.Settings) -> dict[str, Any]:
     return report
 
 
+def _log_to_stderr() -> None:
+    """Make the dashboard's one-line logs visible in a service process that configured no logging."""
+    package = logging.getLogger("imageflow.dashboard")
+    if logging.getLogger().handlers or package.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    # The server may configure the root logger later; one line per event, not two.
+    package.propagate = False
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -47,6 +60,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     spec = manifest.default()
     settings = settings or config.load(spec.dashboard)
     multipart.install()
+    _log_to_stderr()
     app = Flask(__name__)
     secret = settings.values.get("SESSION_SECRET", "")
     uploader = Uploader(settings, spec)
