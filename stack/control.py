@@ -317,7 +317,11 @@ class StackControl:
                 elif revision.state == "live":
                     revision.state = "candidate"
         if previous is not None and previous.id != target.id and stop_previous:
-            self.drain(service, previous.url)
+            try:
+                self.drain(service, previous.url)
+            except ControlError as exc:
+                # Never cut requests off: the previous revision keeps running until they finish.
+                raise ControlError(f"{target.id} is live, but {previous.id} was left running: {exc}") from exc
             self.stop_revision(service, previous.id)
         result = self.service(service).find(target.id)
         assert result is not None  # just written above
