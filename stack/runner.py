@@ -264,4 +264,10 @@ def status_lines(current: StackState) -> tuple[list[str], bool]:
         lines.append(
             f"{name:<12} {'healthy' if up else f'UNHEALTHY ({code})'}  {service.url}  {service.revision}"
         )
+        for revision in service.revisions:
+            if revision.state == "candidate":
+                # Candidates take no traffic: shown for information, not counted in the verdict.
+                answer = processes.http_status(revision.url + "/healthz")
+                health = "healthy" if answer == 200 else f"not answering ({answer})"
+                lines.append(f"{'':<12}   candidate {revision.id} {health}  {revision.url} {revision.tag}")
     return lines, ok
