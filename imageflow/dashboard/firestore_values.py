@@ -48,8 +48,8 @@ def parse_timestamp(text: str) -> datetime:
         text = text[:-1] + "+00:00"
     main, sep, rest = text.partition(".")
     if sep:
-        # Python parses at most microseconds: cut the fraction to 6 digits, keep the offset.
-        digits = "".join(c for c in rest if c.isdigit())
+        # Python parses at most microseconds: cut the fraction to 6 digits, keep the offset after it.
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
         offset = rest[len(digits) :]
         text = f"{main}.{digits[:6].ljust(6, '0')}{offset}"
     return datetime.fromisoformat(text)

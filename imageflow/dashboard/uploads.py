@@ -79,8 +79,11 @@ def clean_filename(raw: str | bytes | None) -> CleanName:
     if isinstance(raw, bytes):
         text = raw.decode("utf-8", errors="replace")
     else:
-        # Lone surrogates (undecodable bytes smuggled through) become U+FFFD, not an encode error later.
-        text = (raw or "").encode("utf-8", errors="replace").decode("utf-8", errors="replace")
+        # Undecodable bytes smuggled through as lone surrogates become U+FFFD, not an encode error later.
+        try:
+            text = (raw or "").encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+        except UnicodeEncodeError:
+            text = (raw or "").encode("utf-8", errors="replace").decode("utf-8")
     text = text.replace("\\", "/").rsplit("/", 1)[-1]
     text = "".join(c for c in text if unicodedata.category(c)[0] != "C").strip().lstrip(".")
     if len(text) > MAX_NAME_LENGTH:
