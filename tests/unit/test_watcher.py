@@ -226,3 +226,14 @@ def test_timeline_json_is_in_time_order_and_png_renders() -> None:
 @pytest.mark.parametrize("doc", [{}, {"workflow_id": "x", "events": [{"at": "not a time"}]}])
 def test_timeline_png_survives_sparse_documents(doc: dict[str, Any]) -> None:
     assert timeline_png(doc).startswith(b"\x89PNG")
+
+
+@allure.story("A workflow that ended badly is reported with its own duration and reason")
+def test_ended_message_gives_workflow_duration_reason_and_findings() -> None:
+    doc = _document(exif={"status": "failed", "attempts": 1, "error": "boom", "revision": "e-1"})
+    doc.update(status="failed", reason="exif failed: boom", updated_at=T0 + timedelta(seconds=2.5))
+    message = explain("wf-1", doc, diagnose(doc, AGENTS), 0.04, reached=True)
+    assert message.startswith(
+        "workflow wf-1 ended failed 2.5s after the upload (watched 0.0s) (reason: exif failed: boom)"
+    )
+    assert "failed: exif (error: boom)" in message
