@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -109,13 +110,33 @@ class LocalExecutor:
             if live is not None:
                 self.previous[spec.name] = live
                 self.record.revisions_before[spec.name] = live.id
-            revision = self.act(
-                f"deploy_revision {spec.name} {shown} route=False tag={self.ctx.tag}",
-                partial(
-                    self.control_call, "deploy_revision", spec.name, overrides, route=False, tag=self.ctx.tag
-                ),
-                RevisionRecord(id=f"<candidate of {spec.name}>", service=spec.name, url=f"<{spec.name} url>"),
-            )
+        # Started together, as the stack starts its first revisions: each waits for its own /readyz.
+        with ThreadPoolExecutor(max_workers=1 if self.shell.dry_run else len(self.manifest.services)) as pool:
+            started = {
+                spec.name: pool.submit(
+                    self.act,
+                    f"deploy_revision {spec.name} {shown} route=False tag={self.ctx.tag}",
+                    partial(
+                        self.control_call,
+                        "deploy_revision",
+                        spec.name,
+                        overrides,
+                        route=False,
+                        tag=self.ctx.tag,
+                    ),
+                    RevisionRecord(
+                        id=f"<candidate of {spec.name}>", service=spec.name, url=f"<{spec.name} url>"
+                    ),
+                )
+                for spec in self.manifest.services
+            }
+        failures: list[str] = []
+        for spec in self.manifest.services:
+            try:
+                revision = started[spec.name].result()
+            except StepFailed as exc:
+                failures.append(str(exc))  # a revision that never got ready was already stopped
+                continue
             self.candidate[spec.name] = revision
             self.changes.append(
                 Change(
@@ -129,6 +150,8 @@ class LocalExecutor:
                 )
             )
         self.record.revisions_candidate = {s: r.id for s, r in self.candidate.items()}
+        if failures:
+            raise StepFailed("; ".join(failures))
         return ", ".join(f"{s}={r.id}" for s, r in self.candidate.items())
 
     def rules(self) -> str:

@@ -6,6 +6,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,10 +48,13 @@ class Shell:
         self.record = record
         self.dry_run = dry_run
         self.out = out or sys.stdout
+        self._lock = threading.Lock()
 
     def say(self, text: str) -> None:
         """Print one line to the terminal."""
-        print(text, file=self.out, flush=True)
+        with self._lock:  # parallel local actions: one whole line at a time
+            self.out.write(text + "\n")
+            self.out.flush()
 
     def note(self, text: str) -> None:
         """Record and print an action that is not a command (an HTTP check, a local call)."""
