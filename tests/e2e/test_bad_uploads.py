@@ -20,6 +20,7 @@ from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.pubsub import Taps
 from fixtures.reporting import labels
+from fixtures.target import Target
 from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser
 from imageflow import clients
@@ -70,7 +71,7 @@ def test_bad_file_refused_at_upload_with_message_and_good_file_unaffected(
     pubsub_taps: Taps,
     pipeline_manifest: Manifest,
     upload_bucket: storage.Bucket,
-    target: object,
+    target: Target,
 ) -> None:
     session = api_session(new_user)
     bad, good = make_image(kind), make_image("plain_jpeg")
@@ -90,7 +91,7 @@ def test_bad_file_refused_at_upload_with_message_and_good_file_unaffected(
 
     every_agent_once(completed(workflow_watcher, workflow_id), pipeline_manifest)
     with allure.step("Nothing of the refused file was stored or queued"):
-        ids, objects = _stored_for(new_user, upload_bucket, str(target.project))  # type: ignore[attr-defined]
+        ids, objects = _stored_for(new_user, upload_bucket, target.project)
         assert ids == {workflow_id}, f"workflows stored for the user: {sorted(ids)}"
         assert all(f"/{workflow_id}/" in name for name in objects), f"originals stored: {sorted(objects)}"
         pubsub_taps.drain([pipeline_manifest.upload_topic])
