@@ -30,6 +30,7 @@ from typing import Any
 from google.cloud import firestore
 
 from benchmarks import plot
+from fixtures.firestore import WorkflowWatcher
 from imageflow import manifest as manifest_module
 from imageflow.workflow import COLLECTION, new_document, now
 
@@ -155,6 +156,11 @@ def run(updates: int, project: str) -> dict[str, Any]:
         if listener is not None:
             listener.unsubscribe()
         poller.join(timeout=POLL_INTERVAL_SECONDS + 5)
+    try:
+        # What one WorkflowWatcher.watch() costs on top: subscribing until the first snapshot answers.
+        watcher = WorkflowWatcher(client, manifest, attach=False)
+        watch_overhead = [watcher.watch(workflow_id, timeout=SEEN_TIMEOUT_SECONDS).elapsed for _ in range(10)]
+    finally:
         ref.delete()
     listener_latency = [listener_seen.seen[s] - written[s] for s in written]
     polling_latency = [polling_seen.seen[s] - written[s] for s in written]
@@ -165,6 +171,7 @@ def run(updates: int, project: str) -> dict[str, Any]:
         "measured": "from the start of the update call to the first time the method saw the new value",
         "listener": _summary(listener_latency),
         "polling_1s": _summary(polling_latency),
+        "watch_call_on_ended_workflow": _summary(watch_overhead),
     }
 
 
@@ -209,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"detection latency over {result['updates']} updates ({result['firestore']}):")
     for name in ("listener", "polling_1s"):
         print(f"  {name:<11} median {result[name]['median_ms']} ms   p95 {result[name]['p95_ms']} ms")
+    overhead = result["watch_call_on_ended_workflow"]
+    print(
+        f"  one watch() on an ended workflow (subscribe + first snapshot): median {overhead['median_ms']} ms"
+    )
     print(f"written to {args.output} and {chart}")
     return 0
 
