@@ -156,6 +156,11 @@ class GcpExecutor:
         """The service account Pub/Sub signs push requests with."""
         return self.env.push_service_account or f"imageflow-pusher@{self.env.project}.iam.gserviceaccount.com"
 
+    def delete_if_exists(self, service: str, argv: list[str]) -> None:
+        """Delete a service this run created, if it exists at all."""
+        if self.describe(service) is not None:
+            self.shell.run(argv)
+
     def secret_name(self, key: str) -> str:
         """The Secret Manager name of a manifest secret key (SESSION_SECRET -> imageflow-session-secret)."""
         return self.env.service_prefix + key.lower().replace("_", "-")
@@ -306,12 +311,18 @@ class GcpExecutor:
                 argv.append("--no-traffic")
                 self.before[spec.name] = traffic_split(current)
                 self.record.revisions_before[spec.name] = live_revision(current)
-            self.shell.run([*argv, "--quiet"])
             if current is None:
-                self.undoable(
-                    f"delete new service {name}", self.run_cmd("services", "delete", name, "--quiet")
+                # Registered first: a failed first deploy can still leave a broken service behind.
+                delete = self.run_cmd("services", "delete", name, "--quiet")
+                self.changes.append(
+                    Change(
+                        f"delete new service {name}",
+                        partial(self.delete_if_exists, spec.name, delete),
+                        shlex.join(delete),
+                    )
                 )
-            else:
+            self.shell.run([*argv, "--quiet"])
+            if current is not None:
                 self.undoable(
                     f"remove tag {self.ctx.tag} from {name}",
                     self.run_cmd("services", "update-traffic", name, f"--remove-tags={self.ctx.tag}"),
@@ -463,7 +474,8 @@ class GcpExecutor:
 
     def promote(self) -> str:
         """Move all traffic to the verified candidates (by tag); the undo restores the previous split."""
-        for spec in self.manifest.services:
+        # Consumers before producers (finalizer first, dashboard last): new messages meet new agents.
+        for spec in reversed(self.manifest.services):
             name = self.env.service_name(spec.name)
             self.shell.run(self.run_cmd("services", "update-traffic", name, f"--to-tags={self.ctx.tag}=100"))
             previous = self.before.get(spec.name)

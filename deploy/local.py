@@ -214,7 +214,8 @@ class LocalExecutor:
 
     def promote(self) -> str:
         """Route each stable URL to its candidate; the previous revision keeps running until the end."""
-        for spec in self.manifest.services:
+        # Consumers before producers (finalizer first, dashboard last): new messages meet new agents.
+        for spec in reversed(self.manifest.services):
             candidate = self.candidate[spec.name]
             self.act(
                 f"route {spec.name} -> {candidate.id}",

@@ -166,7 +166,8 @@ def test_promotion_failing_midway_routes_back(
     code, _ = run("staging_e2e")
     assert code == 1
     c = commands(staging)
-    moved = SERVICES[: SERVICES.index("exif")]
+    promotion_order = list(reversed(SERVICES))  # consumers first, the dashboard last
+    moved = promotion_order[: promotion_order.index("exif")]
     tail = staging.calls()[-(len(moved) + 1 + len(SERVICES)) :]
     assert tail == (
         [c.route_back(s, f"imageflow-{s}-00001-old") for s in reversed(moved)]
@@ -270,3 +271,24 @@ def test_rollback_session_without_flag_never_restores_data(staging: FakeCloud) -
     assert run("rollback", "--env", "staging")[0] == 0
     assert staging.state["imports"] == []
     assert not any("firestore import" in line for line in staging.calls())
+
+
+def test_first_deploy_failing_leaves_the_project_as_it_found_it(
+    fake_cloud: FakeCloud, rules_history: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Empty project, the third service fails: new services deleted, created topics and bucket removed."""
+    state = fake_cloud.state
+    state["secrets"] = {"imageflow-session-secret": "ENABLED", "imageflow-firebase-api-key": "ENABLED"}
+    fake_cloud.write(state)
+    monkeypatch.setenv("FAKE_CLOUD_FAIL", "deploy imageflow-thumbnailer")
+    code, output = run("staging_e2e", "--rules-from", rules_history)
+    assert code == 1, output
+    after = fake_cloud.state
+    assert after["services"] == {}
+    assert after["topics"] == []
+    assert after["subscriptions"] == {}
+    assert after["buckets"] == []
+    assert after["databases"] == ["imageflow-staging"], "a created database is never deleted automatically"
+    c = commands(fake_cloud)
+    assert c.run("services", "delete", "imageflow-thumbnailer", "--quiet") not in fake_cloud.calls()
+    assert c.run("services", "delete", "imageflow-validator", "--quiet") in fake_cloud.calls()
