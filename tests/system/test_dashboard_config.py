@@ -143,3 +143,13 @@ def test_upload_form_without_csrf_refused(signed_in: SignedIn) -> None:
     response = signed_in.client.http.post("/", data=body, content_type=content_type)
     assert response.status_code == 400
     assert signed_in.client.listed_ids() == []
+
+
+@labels("dashboard", "secrets")
+def test_pages_carry_security_headers(signed_in: SignedIn) -> None:
+    for path in ("/", "/login", "/api/uploads"):
+        response = signed_in.client.http.get(path)
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"], path
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"], path
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store", path
