@@ -27,6 +27,7 @@ from stack.state import RevisionRecord
 
 BACKUPS = REPO / "reports" / "backups"
 HTTP_TIMEOUT = 10.0
+SECRET_HINTS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 T = TypeVar("T")
 
 
@@ -104,7 +105,11 @@ class LocalExecutor:
     def candidates(self) -> str:
         """Start a tagged candidate revision of every service, reachable only at its own URL."""
         overrides = {"IMAGEFLOW_COMMIT": self.ctx.commit, **self.ctx.revision_env}
-        shown = " ".join(f"{k}={v}" for k, v in overrides.items())
+        # Printed and recorded: a value whose name looks secret is never shown.
+        shown = " ".join(
+            f"{k}=<secret>" if any(h in k.upper() for h in SECRET_HINTS) else f"{k}={v}"
+            for k, v in overrides.items()
+        )
         for spec in self.manifest.services:
             live = None if self.shell.dry_run else self.control.live_revision(spec.name)
             if live is not None:
