@@ -237,3 +237,15 @@ def test_no_files_is_400(signed_in: SignedIn) -> None:
     response = signed_in.client.upload_api([])
     assert response.status_code == 400
     assert response.get_json()["accepted"] == []
+
+
+@labels("dashboard", "uploads refused")
+def test_form_upload_over_the_limit_is_a_413_page(
+    signed_in_factory: Callable[..., SignedIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMAGEFLOW_MAX_UPLOAD_BYTES", "1024")
+    session = signed_in_factory()
+    page = session.client.upload_form([FilePart("big.jpg", b"\xff" * (2 * 1024 * 1024), "image/jpeg")])
+    assert page.status_code == 413
+    assert "<h1>Upload too large</h1>" in text(page)
+    assert "at most 1 KiB per file" in text(page)
