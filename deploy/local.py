@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -397,8 +398,9 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
     started: stack_runner.StartedStack | None = None
     if not stack_runner.healthy(path):
         if verb != "e2e":
-            shell.say(
-                f"error: no local stack is running ({path}); start it with `python -m stack up --detach`"
+            print(
+                f"error: no local stack is running ({path}); start it with `python -m stack up --detach`",
+                file=sys.stderr,
             )
             record.decision, record.reason = "refused", "no local stack running"
             return runner.EXIT_BAD_INPUT
@@ -406,7 +408,7 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
         try:
             started = stack_runner.start(path, say=shell.say)
         except stack_runner.StackError as exc:
-            shell.say(f"error: the local stack did not start: {exc}")
+            print(f"error: the local stack did not start: {exc}", file=sys.stderr)
             record.decision, record.reason = "refused", f"stack did not start: {exc}"
             return runner.EXIT_BAD_INPUT
     try:

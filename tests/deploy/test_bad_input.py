@@ -133,6 +133,12 @@ def test_restore_backup_only_for_rollback(fake_cloud: FakeCloud) -> None:
     )
 
 
+def test_local_rollback_without_a_stack(fake_cloud: FakeCloud, tmp_path: Path) -> None:
+    """A local session other than e2e never starts a stack: no stack, one line, exit 2."""
+    env = {**os.environ, "IMAGEFLOW_STACK_FILE": str(tmp_path / "none" / "stack.json")}
+    assert_refused(deploy_tool("rollback", "--env", "local", env=env), "no local stack is running")
+
+
 def test_unknown_verb() -> None:
     """A verb that does not exist: one line, exit 2."""
     result = deploy_tool("deploi")
