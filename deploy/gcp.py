@@ -461,7 +461,7 @@ class GcpExecutor:
             "target": self.env.name,
         }
         if not result.ok:
-            raise VerificationFailed(f"the suite was red (exit {result.exit_code})")
+            raise VerificationFailed(verify.red_reason(result.exit_code))
         return "suite green"
 
     def close_lane(self, opened: list[list[str]]) -> None:

@@ -210,7 +210,7 @@ class LocalExecutor:
                 "target": self.ctx.env.name,
             }
             if not result.ok:
-                raise VerificationFailed(f"the suite was red (exit {result.exit_code})")
+                raise VerificationFailed(verify.red_reason(result.exit_code))
             return "suite green"
         finally:
             try:

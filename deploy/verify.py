@@ -33,6 +33,21 @@ def suite_command(ctx: RunContext) -> list[str]:
     return [*command, *ctx.pytest_args]
 
 
+# pytest's exit codes other than 0 (passed) and 1 (tests failed), said in words for the record.
+PYTEST_EXITS = {
+    2: "the run was interrupted",
+    3: "pytest hit an internal error",
+    4: "pytest was used wrongly (bad option or configuration)",
+    5: "no test was selected (check -k / -m): nothing was verified",
+}
+
+
+def red_reason(exit_code: int) -> str:
+    """Why a suite run is not green, in one line."""
+    detail = PYTEST_EXITS.get(exit_code, "tests failed")
+    return f"the suite was red (exit {exit_code}: {detail})"
+
+
 def suite_env(
     ctx: RunContext, dashboard_url: str, revisions: dict[str, str], urls: dict[str, str], lane: str
 ) -> dict[str, str]:

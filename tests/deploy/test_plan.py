@@ -64,3 +64,12 @@ def test_production_runs_only_smoke_and_never_destructive(monkeypatch: pytest.Mo
     assert command[marker + 1] == "smoke and not destructive"
     assert command[-1] == "-x"
     assert ctx.backup is True
+
+
+def test_a_run_that_selects_no_test_is_red_with_a_reason() -> None:
+    """pytest exit 5 (nothing selected) never counts as verified, and the record says why."""
+    assert (
+        verify.red_reason(5)
+        == "the suite was red (exit 5: no test was selected (check -k / -m): nothing was verified)"
+    )
+    assert verify.red_reason(1) == "the suite was red (exit 1: tests failed)"
