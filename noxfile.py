@@ -1,4 +1,4 @@
-"""Nox sessions: the e2e job on the local stack, the staging and production gates, rollback, plan, tests, lint.
+"""Nox sessions: local e2e job, staging and production gates, rollback, plan, tests, lint.
 
 Every session runs with the project's .venv (no per-session virtualenv). Deploy sessions call
 `python -m deploy VERB`, which takes its options before `--` and hands everything else to pytest:
@@ -49,7 +49,7 @@ def staging_e2e(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def production_gate(session: nox.Session) -> None:
-    """Production: backup, no-traffic candidates, smoke suite on tagged URLs, promote, checklist; rollback on red.
+    """Production: backup, no-traffic candidates, smoke on tagged URLs, promote, checklist; rollback on red.
 
     Needs `nox -s production_gate -- --confirm [-- pytest args]` or IMAGEFLOW_CONFIRM=production.
     """
