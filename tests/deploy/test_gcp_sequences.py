@@ -68,6 +68,10 @@ def test_staging_e2e_runs_the_exact_plan_and_promotes(staging: FakeCloud, rules_
     assert record["verification"]["passed"] is True
     assert record["verification"]["lane"] == LANE
     assert "[3/8] deploy candidates ... done in" in output
+    written = "".join(p.read_text(encoding="utf-8") for p in staging.runs_dir.glob("*.*") if p.is_file())
+    for secret in ("fake-token-not-a-secret", "fake-api-key-for-tests"):
+        assert secret not in output, "a token or key reached the terminal"
+        assert secret not in written, "a token or key reached the run record"
     assert (staging.runs_dir / (staging.runs_dir.glob("*.json").__next__().stem + ".md")).exists()
 
 
