@@ -229,6 +229,19 @@ class GcpExecutor:
             return "dry run"
         return f"created {', '.join(created)}" if created else "all present"
 
+    def check_infrastructure(self) -> None:
+        """Every manifest topic and every push subscription (but those waiting for their service) exists."""
+        if self.shell.dry_run:
+            return
+        topics, subscriptions = self.names("topics"), self.names("subscriptions")
+        deferred = {self.manifest.subscription_name(a.name, t) for a, t in self.deferred}
+        wanted = {
+            self.manifest.subscription_name(a.name, t) for a in self.manifest.agents for t in a.triggers
+        }
+        missing = sorted((set(self.manifest.topics) - topics) | (wanted - deferred - subscriptions))
+        if missing:
+            raise StepFailed(f"still missing after the infrastructure step: {', '.join(missing)}")
+
     def ensure_subscriptions(self) -> list[str]:
         """Create each agent's missing push subscriptions; defer those whose service does not exist yet."""
         existing = self.names("subscriptions")
