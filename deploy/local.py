@@ -258,7 +258,7 @@ class LocalExecutor:
         return "not applicable locally"
 
     def checklist(self) -> str:
-        """Every live service ready with its config; emulator and rules checks do not apply locally."""
+        """Every live service ready with its config; the emulator's rules equal this commit's rules."""
         problems: list[str] = []
         for spec in self.manifest.services:
             url = "" if self.shell.dry_run else self.control.service(spec.name).url
@@ -267,13 +267,22 @@ class LocalExecutor:
             )
             if not self.shell.dry_run and not report.get("ready"):
                 problems.append(f"{spec.name} not ready: {report.get('message', 'no readiness report')}")
-        self.record.warnings.append(
-            "checklist: emulator variables are expected locally; the emulator cannot "
-            "report its rules back, so 'rules equal' is not checked locally"
-        )
+        loaded: str = self.act("GET the Firestore emulator's securityRules", self.loaded_rules, "")
+        if not self.shell.dry_run and loaded.strip() != rules_file().read_text(encoding="utf-8").strip():
+            problems.append("the Firestore emulator's rules differ from this commit's firestore.rules")
+        self.record.warnings.append("checklist: emulator variables are expected locally (not a finding)")
         if problems:
             raise StepFailed("; ".join(problems))
-        return "all services ready (emulator and rules checks not applicable locally)"
+        return "all services ready, rules match (emulator-variable check not applicable locally)"
+
+    def loaded_rules(self) -> str:
+        """The rules the Firestore emulator enforces now (GET :securityRules)."""
+        current = self.control.state
+        url = f"http://{current.emulators['firestore']}/emulator/v1/projects/{current.project}:securityRules"
+        response = requests.get(url, timeout=HTTP_TIMEOUT)
+        response.raise_for_status()
+        files = response.json().get("rules", {}).get("files", [])
+        return "".join(str(f.get("content", "")) for f in files)
 
     def retire_previous(self) -> None:
         """After a green run, drain and stop the revisions the candidates replaced."""
