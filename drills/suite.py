@@ -68,7 +68,10 @@ class SuiteRun:
     @property
     def broken(self) -> bool:
         """True when pytest itself could not run the selection (usage error, crash, timeout)."""
-        return self.timed_out or self.exit_code not in (EXIT_OK, EXIT_FAILED, EXIT_NO_TESTS)
+        if self.timed_out or self.exit_code not in (EXIT_OK, EXIT_FAILED, EXIT_NO_TESTS):
+            return True
+        # Exit 1 without a single test report: pytest died before running anything (a traceback).
+        return self.exit_code == EXIT_FAILED and not self.results
 
     def messages(self) -> dict[str, str]:
         """{node id: first line of its failure} for the failed tests."""

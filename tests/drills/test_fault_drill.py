@@ -158,7 +158,7 @@ def test_drill_passes_only_with_green_baseline_every_fault_caught_and_green_afte
     assert len(reasons) == 3
     assert "red on the clean revisions" in reasons[0]
     assert reasons[1] == "b was not caught"
-    assert "still red" in reasons[2]
+    assert "not green: 1 failed" in reasons[2]
 
 
 @allure.story("Report")
@@ -333,3 +333,11 @@ def test_rows_of_an_earlier_report_are_read_back_for_update(tmp_path: Path) -> N
     path = report.write(tmp_path / "fault-drill.json", rows, None, True, [], {})
     assert report.read_rows(path) == rows
     assert report.read_rows(tmp_path / "absent.json") == []
+
+
+@allure.story("Verdict")
+def test_pytest_dying_before_any_test_is_a_broken_run_not_a_catch() -> None:
+    crashed = _run({}, exit_code=1)
+    assert crashed.broken is True
+    row = report.judge("x.errors", "agents", [], 110.0, crashed, None)
+    assert (row.caught, row.error) == (False, "the suite run under the fault did not finish (pytest exit 1)")
