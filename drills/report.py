@@ -83,8 +83,8 @@ def verdict(rows: Sequence[DrillRow], baseline: SuiteRun | None) -> tuple[bool, 
         if not row.caught:
             reasons.append(f"{row.fault} was not caught" + (f" ({row.error})" if row.error else ""))
         if row.clean_after is False:
-            failed = len(row.clean_failures)
-            why = f"{failed} failed" if failed else "the run did not finish"
+            count = len(row.clean_failures)
+            why = f"{count} failed" if count else "the run did not finish"
             reasons.append(f"after rolling back {row.fault} the suite is not green: {why}")
     return not reasons, reasons
 
