@@ -202,6 +202,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--report", type=Path, default=REPORT_PATH, help=f"default: {REPORT_PATH}")
     parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the report's rows of faults not drilled now (re-drill a few, judge them all)",
+    )
+    parser.add_argument(
         "--no-baseline", action="store_true", help="skip the clean run before the first fault"
     )
     parser.add_argument(

@@ -341,3 +341,8 @@ def test_pytest_dying_before_any_test_is_a_broken_run_not_a_catch() -> None:
     assert crashed.broken is True
     row = report.judge("x.errors", "agents", [], 110.0, crashed, None)
     assert (row.caught, row.error) == (False, "the suite run under the fault did not finish (pytest exit 1)")
+
+
+@allure.story("Command line")
+def test_update_option_is_accepted() -> None:
+    assert fault_drill.parse_args(["--update", "--faults", "exif.errors"]).update is True
