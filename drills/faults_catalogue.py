@@ -21,7 +21,7 @@ FAULTS_ENV = "IMAGEFLOW_FAULTS"
 # Where the suite's scenarios live; a folder that does not exist yet is skipped at run time.
 SUITE_PATHS = ("tests/e2e", "tests/rules")
 # The scenario every agent fault must break: one real photo through the whole pipeline.
-PIPELINE_SCENARIO = "test_jpeg_upload_completes_with_every_agent_exactly_once"
+PIPELINE_SCENARIO = "test_upload_jpeg_completes_with_every_agent_exactly_once"
 # Scenarios about one user seeing another's data (UI list, API, client path under the rules).
 ISOLATION_KEYWORDS = ("isolation", "other_user", "another_user", "others_upload", "user_b")
 

@@ -29,7 +29,7 @@ def _upload_one(dashboard: DashboardPage, make_image: MakeImage, kind: str) -> t
 @pytest.mark.smoke
 @pytest.mark.e2e
 @labels("Upload", "A photo goes through every agent", allure.severity_level.BLOCKER)
-def test_jpeg_upload_completes_with_every_agent_exactly_once(
+def test_upload_jpeg_completes_with_every_agent_exactly_once(
     logged_in_page: DashboardPage,
     make_image: MakeImage,
     workflow_watcher: WorkflowWatcher,
