@@ -188,6 +188,10 @@ def _write(
         "state_file": str(state_file),
         "workers": workers,
     }
+    if baseline is None and path.exists():
+        # An --update run without its own baseline keeps the one the earlier rows were judged with.
+        earlier = report.read_document(path)
+        meta["earlier_baseline"] = earlier.get("baseline") or earlier.get("earlier_baseline")
     return report.write(path, rows, baseline, ok and not missing, reasons, meta)
 
 

@@ -153,10 +153,18 @@ def write(
     return path
 
 
+def read_document(path: Path) -> dict[str, Any]:
+    """An earlier report as a whole ({} when there is none or it cannot be read)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def read_rows(path: Path) -> list[DrillRow]:
     """The rows of an earlier report ([] when there is none or it cannot be read)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        return [DrillRow(**row) for row in document.get("rows", [])]
-    except (OSError, ValueError, TypeError):
+        return [DrillRow(**row) for row in read_document(path).get("rows", [])]
+    except TypeError:
         return []
