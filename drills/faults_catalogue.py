@@ -160,10 +160,9 @@ def build(manifest: Manifest) -> dict[str, DrillFault]:
         part="rules",
         description="firestore.rules let any signed-in user read another user's workflow",
         selection=Selection(keep=(*ISOLATION_KEYWORDS, "tests/rules/")),
-        expected=(
-            "test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere",
-            "tests/rules/test_firestore_rules.py::test_other_user_refused_the_workflow",
-        ),
+        # tests/rules/ run too, but they load the repository's rules file themselves: only the
+        # end-to-end isolation scenario sees the rules actually deployed.
+        expected=("test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere",),
         rules_file=BROKEN_RULES_DIR / "other_users_readable.rules",
     )
     return faults
