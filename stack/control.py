@@ -437,10 +437,6 @@ class StackControl:
         if response.status_code != 200:
             raise ControlError(f"Auth emulator DELETE accounts -> {response.status_code}")
 
-    def apply_env(self) -> None:
-        """Set the client environment (emulator hosts, project) in this process."""
-        os.environ.update(self.env)
-
 
 @contextlib.contextmanager
 def _temporary_env(values: Mapping[str, str]) -> Iterator[None]:

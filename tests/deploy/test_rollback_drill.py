@@ -22,7 +22,7 @@ from stack.control import StackControl
 
 pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
 
-FOCUSED_CHECK = ["-k", "jpeg_upload"]
+FOCUSED_CHECK = ["-k", "upload_jpeg"]
 # Rules that refuse every client read: the damage after the release, so the rules restore is observable.
 DENY_ALL = (
     "rules_version = '2';\n"
@@ -79,9 +79,9 @@ def documents(client: firestore.Client, collection: str) -> dict[str, dict[str, 
 
 
 @pytest.fixture
-def drill_data(stack_control: StackControl) -> Iterator[tuple[firestore.Client, str, str]]:
+def drill_data(private_stack: StackControl) -> Iterator[tuple[firestore.Client, str, str]]:
     """Documents the backup must bring back: a workflow owned by a drill user, and a drill collection."""
-    project = stack_control.state.project
+    project = private_stack.state.project
     client = firestore.Client(project=project)
     tag = f"drill-{secrets.token_hex(4)}"
     owner = f"{tag}-owner"
@@ -113,7 +113,7 @@ def owner_can_read(stack_control: StackControl, workflow_id: str, owner: str) ->
 
 
 def test_rollback_drill(
-    stack_control: StackControl, drill_data: tuple[firestore.Client, str, str], tmp_path: Path
+    private_stack: StackControl, drill_data: tuple[firestore.Client, str, str], tmp_path: Path
 ) -> None:
     """Faulty thumbnailer release: the gate refuses it, the rollback restores revisions, rules and data."""
     client, tag, owner = drill_data
@@ -122,22 +122,22 @@ def test_rollback_drill(
     outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "IMAGEFLOW_RUN_ID"))}
     env = {
         **outer,
-        "IMAGEFLOW_STACK_FILE": str(stack_control.state_path),
+        "IMAGEFLOW_STACK_FILE": str(private_stack.state_path),
         "IMAGEFLOW_RUNS_DIR": str(runs),
     }
     env.pop("IMAGEFLOW_VERIFY_COMMAND", None)
-    services = [s.name for s in stack_control.manifest.services]
+    services = [s.name for s in private_stack.manifest.services]
 
     # 1. A good release, verified by the focused upload scenario, promoted.
     assert deploy_tool("deploy", "--env", "local", "--", *FOCUSED_CHECK, env=env, log=log) == 0, (
         log.read_text()
     )
-    good = {s: stack_control.live_revision(s).id for s in services}  # type: ignore[union-attr]
+    good = {s: private_stack.live_revision(s).id for s in services}  # type: ignore[union-attr]
     before = {
         tag: documents(client, tag),
         "workflow": client.collection("workflows").document(tag).get().to_dict(),
     }
-    assert owner_can_read(stack_control, tag, owner) == 200
+    assert owner_can_read(private_stack, tag, owner) == 200
 
     # 2. A faulty release (thumbnailer errors) with a backup first: the gate must refuse it.
     gate_log_start = len(log.read_text(encoding="utf-8"))
@@ -160,12 +160,12 @@ def test_rollback_drill(
     assert "thumbnailer" in log.read_text(encoding="utf-8")[gate_log_start:], (
         "the gate failed for another reason"
     )
-    assert {s: stack_control.live_revision(s).id for s in services} == good  # type: ignore[union-attr]
-    assert owner_can_read(stack_control, tag, owner) == 200, "the gate's rollback did not reload the rules"
+    assert {s: private_stack.live_revision(s).id for s in services} == good  # type: ignore[union-attr]
+    assert owner_can_read(private_stack, tag, owner) == 200, "the gate's rollback did not reload the rules"
 
     # 3. Data and rules damaged after the backup (as a bad release would), then the rollback session.
-    stack_control.load_rules(DENY_ALL)
-    assert owner_can_read(stack_control, tag, owner) == 403
+    private_stack.load_rules(DENY_ALL)
+    assert owner_can_read(private_stack, tag, owner) == 403
     client.collection(tag).document("d0").delete()
     client.collection(tag).document("d1").set({"n": -1, "owner": "corrupted"})
     client.collection("workflows").document(tag).update({"status": "failed"})
@@ -182,7 +182,7 @@ def test_rollback_drill(
     )
     assert code == 0, log.read_text()
     rollback = latest_record(runs, "rollback")
-    after_rollback = {s: stack_control.live_revision(s).id for s in services}  # type: ignore[union-attr]
+    after_rollback = {s: private_stack.live_revision(s).id for s in services}  # type: ignore[union-attr]
     assert after_rollback == rollback["revisions_after"]
     assert not set(after_rollback.values()) & set(gate["revisions_candidate"].values())
     after = {
@@ -193,7 +193,7 @@ def test_rollback_drill(
         assert after[tag].get(doc_id) == document, f"{tag}/{doc_id} not restored from the backup"
     assert set(after[tag]) == set(before[tag])
     assert after["workflow"] == before["workflow"], f"workflows/{tag} not restored from the backup"
-    assert owner_can_read(stack_control, tag, owner) == 200
+    assert owner_can_read(private_stack, tag, owner) == 200
 
     # 4. Green again: the focused upload scenario through a fresh release of the same commit.
     assert deploy_tool("deploy", "--env", "local", "--", *FOCUSED_CHECK, env=env, log=log) == 0, (

@@ -14,7 +14,7 @@ import requests
 
 from imageflow import manifest as manifest_module
 from stack import processes, state
-from stack.control import PASS_ENV
+from stack.control import PASS_ENV, StackControl
 from stack.state import StackState
 
 pytestmark = pytest.mark.system
@@ -49,11 +49,15 @@ def test_unit():
 """
 
 
-def test_every_manifest_service_is_live_behind_the_router(local_stack: StackState) -> None:
+def test_every_manifest_service_is_live_behind_the_router(
+    local_stack: StackState, stack_control: StackControl
+) -> None:
     manifest = manifest_module.default()
     assert os.environ["FIRESTORE_EMULATOR_HOST"] == local_stack.env["FIRESTORE_EMULATOR_HOST"]
+    # The live revisions now, not at session start: a deploy earlier in the run may have replaced them.
+    current = stack_control.state
     for spec in manifest.services:
-        service = local_stack.services[spec.name]
+        service = current.services[spec.name]
         assert service.revision, f"{spec.name} has no live revision"
         assert requests.get(service.url + "/healthz", timeout=10).json() == {"ok": True}
         ready = requests.get(service.url + "/readyz", timeout=10)

@@ -187,10 +187,20 @@ def test_up_serves_every_manifest_service_and_status_is_healthy(echo_stack: tupl
     assert "DOWN" not in result.stdout
 
 
-def test_push_subscriptions_deliver_through_the_router(echo_stack: tuple[StackControl, str]) -> None:
-    control, _ = echo_stack
+@pytest.fixture
+def echo_env(
+    echo_stack: tuple[StackControl, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[StackControl, str]:
+    """The echo stack, with the client environment pointed at it for this test only."""
+    # Restored after the test: later tests in this process must not talk to a stopped stack.
+    for key, value in echo_stack[0].env.items():
+        monkeypatch.setenv(key, value)
+    return echo_stack
+
+
+def test_push_subscriptions_deliver_through_the_router(echo_env: tuple[StackControl, str]) -> None:
+    control, _ = echo_env
     current = control.state
-    control.apply_env()
     subscriber = pubsub_v1.SubscriberClient()
     try:
         sub = subscriber.get_subscription(
@@ -210,9 +220,8 @@ def test_push_subscriptions_deliver_through_the_router(echo_stack: tuple[StackCo
     assert report.created == []
 
 
-def test_storage_emulator_round_trip(echo_stack: tuple[StackControl, str]) -> None:
-    control, _ = echo_stack
-    control.apply_env()
+def test_storage_emulator_round_trip(echo_env: tuple[StackControl, str]) -> None:
+    control, _ = echo_env
     client = storage.Client(project=control.state.project, credentials=AnonymousCredentials())
     bucket = client.bucket(control.state.bucket)
     name = f"stack-test/{uuid.uuid4().hex}.bin"
@@ -225,11 +234,8 @@ def test_storage_emulator_round_trip(echo_stack: tuple[StackControl, str]) -> No
         bucket.blob(name).download_as_bytes()
 
 
-def test_firestore_export_clear_import_and_rules(
-    echo_stack: tuple[StackControl, str], tmp_path: Path
-) -> None:
-    control, _ = echo_stack
-    control.apply_env()
+def test_firestore_export_clear_import_and_rules(echo_env: tuple[StackControl, str], tmp_path: Path) -> None:
+    control, _ = echo_env
     db = firestore.Client(project=control.state.project)
     doc = db.collection("stack-test").document(uuid.uuid4().hex)
     doc.set({"kept": True})

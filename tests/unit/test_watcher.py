@@ -237,3 +237,36 @@ def test_ended_message_gives_workflow_duration_reason_and_findings() -> None:
         "workflow wf-1 ended failed 2.5s after the upload (watched 0.0s) (reason: exif failed: boom)"
     )
     assert "failed: exif (error: boom)" in message
+
+
+def _finished_on_time() -> dict[str, Any]:
+    """A completed document whose steps finished one second apart, each with its manifest outputs."""
+    doc = _healthy()
+    for offset, agent in enumerate(MANIFEST.agents, start=1):
+        doc["steps"][agent.name]["finished_at"] = T0 + timedelta(seconds=offset)
+        doc["steps"][agent.name]["output"] = {key: "value" for key in agent.outputs}
+    return doc
+
+
+def test_on_time_steps_with_every_output_are_no_problem() -> None:
+    assert not diagnose(_finished_on_time(), AGENTS, manifest=MANIFEST).problems
+
+
+def test_agent_finishing_past_its_deadline_is_named_with_the_time_it_took() -> None:
+    doc = _finished_on_time()
+    last = MANIFEST.agents[-1]
+    ready = max(doc["steps"][d]["finished_at"] for d in last.depends_on)
+    doc["steps"][last.name]["finished_at"] = ready + timedelta(seconds=last.deadline_seconds + 5)
+    diagnosis = diagnose(doc, AGENTS, manifest=MANIFEST)
+    assert diagnosis.over_deadline == ((last.name, last.deadline_seconds + 5, last.deadline_seconds),)
+    assert f"deadline exceeded: {last.name} ({last.deadline_seconds + 5:.1f}s" in diagnosis.summary()
+
+
+def test_done_step_without_its_manifest_outputs_is_named_with_the_missing_keys() -> None:
+    doc = _finished_on_time()
+    last = MANIFEST.agents[-1]
+    doc["steps"][last.name]["output"] = {}
+    diagnosis = diagnose(doc, AGENTS, manifest=MANIFEST)
+    assert diagnosis.missing_outputs == ((last.name, last.outputs),)
+    assert diagnosis.problems
+    assert f"output missing: {last.name} (no {', '.join(last.outputs)})" in diagnosis.summary()
