@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import load, pipeline_latency, stack_start, suite_time
+from benchmarks import load, pipeline_latency, scenario_overhead, stack_start, suite_time
 from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 
 # Cold start first: it must not find the drills' stack running (it measures its own).
@@ -18,9 +18,10 @@ BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
     "stack_start": stack_start.main,
     "pipeline_latency": pipeline_latency.main,
     "suite_time": suite_time.main,
+    "scenario_overhead": scenario_overhead.main,
     "load": load.main,
 }
-ON_THE_STACK = ("pipeline_latency", "suite_time", "load")
+ON_THE_STACK = ("pipeline_latency", "suite_time", "scenario_overhead", "load")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
