@@ -39,13 +39,15 @@ def write_workflow(firestore_admin: firestore.Client, pipeline_manifest: Manifes
 
 
 def _finish_all(client: firestore.Client, workflow_id: str, manifest: Manifest, revision: str) -> None:
-    """Write what a healthy run leaves behind: every step done once, the workflow completed."""
+    """Write what a healthy run leaves behind: every step done once with its outputs, published."""
     update: dict[str, Any] = {"status": "completed"}
     for name in manifest.agent_names:
         update.update(
             {
+                f"steps.{name}.output": {key: "value" for key in manifest.agent(name).outputs},
                 f"steps.{name}.status": "done",
                 f"steps.{name}.attempts": 1,
+                f"steps.{name}.published": True,
                 f"steps.{name}.revision": f"{name}-{revision}",
             }
         )

@@ -49,7 +49,13 @@ def _document(**steps: dict[str, Any]) -> dict[str, Any]:
 
 
 def _done(revision: str, attempts: int = 1) -> dict[str, Any]:
-    return {"status": "done", "attempts": attempts, "deliveries": attempts, "revision": revision}
+    return {
+        "status": "done",
+        "attempts": attempts,
+        "deliveries": attempts,
+        "revision": revision,
+        "published": True,
+    }
 
 
 def _healthy() -> dict[str, Any]:
@@ -270,3 +276,15 @@ def test_done_step_without_its_manifest_outputs_is_named_with_the_missing_keys()
     assert diagnosis.missing_outputs == ((last.name, last.outputs),)
     assert diagnosis.problems
     assert f"output missing: {last.name} (no {', '.join(last.outputs)})" in diagnosis.summary()
+
+
+def test_completed_workflow_is_not_settled_until_every_done_step_published() -> None:
+    doc = _healthy()
+    last = AGENTS[-1]
+    doc["steps"][last]["published"] = False
+    assert not terminal(doc), "a step still writing after the status turned terminal was read too early"
+    diagnosis = diagnose(doc, AGENTS)
+    assert diagnosis.never_published == (last,)
+    assert f"done but output never published: {last}" in diagnosis.summary()
+    doc["steps"][last]["published"] = True
+    assert terminal(doc)
