@@ -111,6 +111,7 @@ def write(
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         **meta,
+        "completed_runs": len(runs),
         "runs": [
             {
                 "exit_code": r.exit_code,
@@ -152,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_file = choose_state_file(args.state_file)
     runs: list[suite.SuiteRun] = []
     started = datetime.now(UTC)
+    meta: dict[str, object] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": None,
+        "paths": suite.existing_paths(selection.paths),
+        "workers": args.workers,
+        "requested_runs": args.runs,
+    }
     try:
         with local_stack(state_file) as control:
             for index in range(args.runs):
@@ -163,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     timeout=args.timeout,
                 )
                 runs.append(run)
+                # Written after every run: a long check stopped half-way still leaves its figures.
+                write(args.report, tally(runs), runs, meta)
                 seconds = run.finished_at - run.started_at
                 failed, ran = len(run.failed), len(run.results)
                 print(
@@ -172,13 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flake check: {exc}", file=sys.stderr)
         return 1
     records = tally(runs)
-    meta: dict[str, object] = {
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "paths": suite.existing_paths(selection.paths),
-        "workers": args.workers,
-        "requested_runs": args.runs,
-    }
+    meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     path = write(args.report, records, runs, meta)
     print(table(records, len(runs)))
     print(f"report: {path}")

@@ -61,6 +61,7 @@ def test_report_names_flaky_and_always_failing_tests_with_pass_rates(tmp_path: P
     assert document["failing_every_run"] == ["t.py::test_broken"]
     assert document["tests"]["t.py::test_flaky"]["pass_rate"] == 0.667
     assert len(document["runs"]) == 3
+    assert document["completed_runs"] == 3
 
 
 @allure.story("Command line")
