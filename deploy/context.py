@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploy.environments import Environment
+from deploy.steps import StepFailed
 from imageflow.manifest import Manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +46,15 @@ def new_run_id() -> str:
 def rules_file() -> Path:
     """The firestore.rules this checkout deploys ($IMAGEFLOW_RULES_FILE overrides it in tests)."""
     return Path(os.environ.get("IMAGEFLOW_RULES_FILE") or REPO / "firestore.rules")
+
+
+def rules_text() -> str:
+    """The text of this checkout's firestore.rules; StepFailed names the file when it cannot be read."""
+    source = rules_file()
+    try:
+        return source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StepFailed(f"cannot read {source}: {exc.strerror}") from exc
 
 
 @dataclass

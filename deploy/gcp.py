@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from deploy import verify
-from deploy.context import REPO, RunContext, rules_file
+from deploy.context import REPO, RunContext, rules_text
 from deploy.record import RunRecord, runs_dir
 from deploy.shell import Shell, last_line
 from deploy.steps import Change, StepFailed, VerificationFailed
@@ -406,11 +406,7 @@ class GcpExecutor:
 
     def rules(self) -> str:
         """Deploy this commit's firestore.rules; the undo redeploys the rules of the previous commit."""
-        source = rules_file()
-        try:
-            content = source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StepFailed(f"cannot read {source}: {exc.strerror}") from exc
+        content = rules_text()
         previous = self.ctx.rules_from or self.deployed_commit(
             "dashboard", self.record.revisions_before.get("dashboard", "")
         )
@@ -645,7 +641,7 @@ class GcpExecutor:
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             return [f"cannot read the deployed rules ({type(exc).__name__})"]
         deployed = "".join(f.get("content", "") for f in files)
-        expected = rules_file().read_text(encoding="utf-8")
+        expected = rules_text()
         return (
             []
             if deployed.strip() == expected.strip()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import requests
 
 from deploy import plan, runner, verify
-from deploy.context import REPO, RunContext, rules_file
+from deploy.context import REPO, RunContext, rules_file, rules_text
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import Change, StepFailed, VerificationFailed
@@ -163,10 +163,7 @@ class LocalExecutor:
     def rules(self) -> str:
         """Load this checkout's firestore.rules into the emulator; the undo loads the previous commit's."""
         source = rules_file()
-        try:
-            text = source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StepFailed(f"cannot read {source}: {exc.strerror}") from exc
+        text = rules_text()
         previous = (
             self.ctx.rules_from
             or (self.previous.get("dashboard") and self.previous["dashboard"].env.get("IMAGEFLOW_COMMIT", ""))
@@ -268,7 +265,7 @@ class LocalExecutor:
             if not self.shell.dry_run and not report.get("ready"):
                 problems.append(f"{spec.name} not ready: {report.get('message', 'no readiness report')}")
         loaded: str = self.act("GET the Firestore emulator's securityRules", self.loaded_rules, "")
-        if not self.shell.dry_run and loaded.strip() != rules_file().read_text(encoding="utf-8").strip():
+        if not self.shell.dry_run and loaded.strip() != rules_text().strip():
             problems.append("the Firestore emulator's rules differ from this commit's firestore.rules")
         self.record.warnings.append("checklist: emulator variables are expected locally (not a finding)")
         if problems:

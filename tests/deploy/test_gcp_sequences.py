@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -160,6 +161,22 @@ def test_deploy_failing_midway_undoes_only_what_changed(
         "rules were never deployed, so never touched"
     )
     assert staging.record()["steps"][3]["status"] == "failed"
+
+
+def test_unreadable_rules_file_fails_its_step_and_undoes_the_candidates(
+    staging: FakeCloud, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """firestore.rules unreadable: one line names the file, candidates lose their tags, rules untouched."""
+    missing = tmp_path / "absent" / "firestore.rules"
+    monkeypatch.setenv("IMAGEFLOW_RULES_FILE", str(missing))
+    code, output = run("staging_e2e")
+    assert code == 1
+    assert f"cannot read {missing}: No such file or directory" in output
+    assert "Traceback" not in output
+    c = commands(staging)
+    assert staging.calls()[-len(SERVICES) :] == [c.remove_tag(s) for s in reversed(SERVICES)]
+    assert not any("firebase deploy" in line for line in staging.calls())
+    assert staging.state["rules"]["imageflow-staging"] == RULES_V1
 
 
 def test_promotion_failing_midway_routes_back(
