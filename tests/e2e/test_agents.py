@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,13 +23,12 @@ from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.images import (
     CAMERA_MAKE,
     CAMERA_MODEL,
-    GPS_LATITUDE,
-    GPS_LONGITUDE,
     ORIENTATION,
     TAKEN_AT,
     ImageFile,
     MakeImage,
 )
+from fixtures.privacy import gps_leaks
 from fixtures.reporting import labels
 from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser
@@ -173,38 +171,6 @@ def test_exif_of_image_without_metadata_records_nothing(process: Process) -> Non
     assert output.get("taken_at") is None
 
 
-def _coordinate_texts() -> list[str]:
-    """How the fixture's GPS position could appear if it leaked: decimal degrees and raw values."""
-    latitude = GPS_LATITUDE[0] + GPS_LATITUDE[1] / 60 + GPS_LATITUDE[2] / 3600
-    longitude = GPS_LONGITUDE[0] + GPS_LONGITUDE[1] / 60 + GPS_LONGITUDE[2] / 3600
-    return [
-        f"{latitude:.3f}",
-        f"{longitude:.3f}",
-        f"{latitude:.2f}",
-        f"{longitude:.2f}",
-        str(GPS_LATITUDE[2]),
-    ]
-
-
-def _gps_leaks(value: object, path: str = "") -> list[str]:
-    """Every place in a document where a GPS key or the fixture's coordinates appear (path = value)."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "gps" in str(key).lower() and key != "gps_removed":
-                found.append(f"{where} = {item!r}"[:200])
-            found.extend(_gps_leaks(item, where))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found.extend(_gps_leaks(item, f"{path}[{index}]"))
-    else:
-        text = json.dumps(value, default=str)
-        if "gps" in text.lower() or any(c in text for c in _coordinate_texts()):
-            found.append(f"{path} = {text}"[:200])
-    return found
-
-
 @pytest.mark.e2e
 @pytest.mark.agent("exif")
 @labels(
@@ -217,7 +183,7 @@ def test_gps_absent_from_workflow_document_thumbnail_and_stored_original(
 ) -> None:
     done = process("jpeg_with_exif_gps")
     with allure.step("No GPS key or coordinate anywhere in the workflow document"):
-        leaks = _gps_leaks(done.document)
+        leaks = gps_leaks(done.document)
         assert not leaks, "the GPS position is in the workflow document at: " + "; ".join(leaks)
         assert done.document["image"]["gps_removed"] is True
 
