@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 from stack import runner
 from stack.control import StackControl
@@ -25,9 +27,24 @@ def choose_state_file(explicit: Path | str | None) -> Path:
     return Path(chosen).resolve()
 
 
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # An exception, so the finally blocks stop the suite run and the stack this run started.
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def local_stack(state_file: Path, say: Callable[[str], None] = print) -> Iterator[StackControl]:
-    """A control handle on a healthy stack at state_file; one started here is stopped on exit."""
+    """A control handle on a healthy stack at state_file; one started here is stopped on exit, or SIGTERM."""
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        with _healthy_stack(state_file, say) as control:
+            yield control
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+@contextlib.contextmanager
+def _healthy_stack(state_file: Path, say: Callable[[str], None]) -> Iterator[StackControl]:
     started: runner.StartedStack | None = None
     if not runner.healthy(state_file):
         say(f"starting a local stack ({state_file})")

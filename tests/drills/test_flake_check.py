@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import allure
+import pytest
 
 from drills import flake_check
 from drills.suite import CaseOutcome, SuiteRun
+from stack import processes
+from stack.control import PASS_ENV
+from stack.state import REPO_ROOT
+
+# Carried into every process of the stack the check starts, so that none can outlive it unseen.
+MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
 
 pytestmark = [
     allure.epic("Drills"),
@@ -68,3 +80,47 @@ def test_report_names_flaky_and_always_failing_tests_with_pass_rates(tmp_path: P
 def test_a_single_run_is_refused_because_it_cannot_show_a_flake(capsys) -> None:
     assert flake_check.main(["--runs", "1"]) == 2
     assert "at least 2" in capsys.readouterr().err
+
+
+@allure.story("Stopping")
+@pytest.mark.system
+def test_sigterm_stops_the_check_and_the_stack_it_started(tmp_path: Path) -> None:
+    """CI's timeout sends SIGTERM: the check exits 143 and leaves no process of its stack behind."""
+    marker = uuid.uuid4().hex
+    env = {**os.environ, MARKER_ENV: marker, PASS_ENV: MARKER_ENV}
+    for key in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"):
+        env.pop(key, None)
+    command = [
+        sys.executable,
+        "-m",
+        "drills.flake_check",
+        "--runs",
+        "2",
+        "--paths",
+        "tests/unit/test_gps_leaks.py",
+        "--state-file",
+        str(tmp_path / "stack.json"),
+        "--report",
+        str(tmp_path / "flake-check.json"),
+    ]
+    check = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert check.stdout is not None
+        seen: list[str] = []
+        for line in check.stdout:  # bounded by the stack's own start timeout
+            seen.append(line)
+            if line.startswith("stack up in"):
+                break
+        assert any(line.startswith("stack up in") for line in seen), "never came up:\n" + "".join(seen)
+        assert processes.processes_with_env(MARKER_ENV, marker), "no process of the stack carries the marker"
+        check.send_signal(signal.SIGTERM)
+        rest, _ = check.communicate(timeout=120)
+    finally:
+        if check.poll() is None:
+            check.kill()
+            check.wait(timeout=30)
+    assert check.returncode == 128 + signal.SIGTERM, rest
+    assert "stopping the local stack started for this run" in rest
+    assert processes.processes_with_env(MARKER_ENV, marker) == [], "the check's stack outlived the check"

@@ -10,6 +10,7 @@ import allure
 import pytest
 
 from fixtures.firestore import (
+    WorkflowWatcher,
     critical_path_seconds,
     diagnose,
     explain,
@@ -288,3 +289,52 @@ def test_completed_workflow_is_not_settled_until_every_done_step_published() -> 
     assert f"done but output never published: {last}" in diagnosis.summary()
     doc["steps"][last]["published"] = True
     assert terminal(doc)
+
+
+class _SilentListener:
+    """A live listener stream that never delivers a snapshot (seen once after a cold emulator start)."""
+
+    is_active = True
+
+    def unsubscribe(self) -> None:
+        """Nothing to stop."""
+
+
+class _SilentReference:
+    """A document reference whose listener stays silent; reads go through the watcher's read()."""
+
+    def on_snapshot(self, _callback: object) -> _SilentListener:
+        return _SilentListener()
+
+
+class _StoredWatcher(WorkflowWatcher):
+    """A watcher whose listener is silent while direct reads return the stored document."""
+
+    stored: dict[str, Any] | None = None
+    reads: int = 0
+
+    def reference(self, workflow_id: str) -> Any:
+        return _SilentReference()
+
+    def read(self, workflow_id: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return self.stored
+
+
+def test_a_silent_listener_cannot_hide_a_completed_workflow() -> None:
+    """The workflow is stored completed but the stream says nothing: a direct read finds it in time."""
+    watcher = _StoredWatcher(client=None, manifest=MANIFEST, attach=False)  # type: ignore[arg-type]
+    watcher.stored = _healthy()
+    result = watcher.watch("wf-1", timeout=5)
+    assert result.completed, result.message
+    assert result.elapsed < 5, "the watch waited for its deadline instead of reading the document"
+    assert watcher.reads >= 1
+
+
+def test_a_silent_listener_reads_once_more_at_the_deadline() -> None:
+    """Nothing stored: the watch ends at its deadline with the document as read then (never written)."""
+    watcher = _StoredWatcher(client=None, manifest=MANIFEST, attach=False)  # type: ignore[arg-type]
+    result = watcher.watch("wf-1", timeout=1.5)
+    assert not result.reached
+    assert "never written" in result.message
+    assert watcher.reads >= 2
