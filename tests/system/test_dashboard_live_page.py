@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 from fixtures import images
 from fixtures.dashboard import DashboardFactory
@@ -28,14 +28,15 @@ pytestmark = [pytest.mark.system]
 def held_dashboard_url(make_dashboard: DashboardFactory) -> Iterator[str]:
     """A dashboard that stores uploads but does not queue them (the test queues them), over real HTTP."""
     app = make_dashboard(IMAGEFLOW_FAULTS=faults.UPLOAD_NOT_PUBLISHED)
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, name="held-dashboard", daemon=True)
+    # werkzeug's server stops its loop before closing the socket (waitress closed it under select: EBADF).
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="held-dashboard", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        server.close()
-        server.task_dispatcher.shutdown()
+        server.shutdown()
+        server.server_close()
         thread.join(timeout=10)
 
 
