@@ -24,7 +24,11 @@ from drills.report import test_name
 from stack.state import REPO_ROOT
 
 REPORT_PATH = REPO_ROOT / "reports" / "flake-check.json"
-RUNS_DIR = REPO_ROOT / "reports" / "flake-check"
+
+
+def runs_dir(report: Path) -> Path:
+    """Where each run's logs go: beside the report, named after it (reports/flake-check/ by default)."""
+    return report.with_suffix("")
 
 
 @dataclass
@@ -166,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run = suite.run(
                     selection,
                     control.state_path,
-                    RUNS_DIR / f"run-{index + 1:02d}",
+                    runs_dir(args.report) / f"run-{index + 1:02d}",
                     workers=args.workers,
                     timeout=args.timeout,
                 )

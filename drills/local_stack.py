@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
+from drills import sigterm
 from stack import runner
 from stack.control import StackControl
 from stack.state import REPO_ROOT, STATE_ENV
@@ -27,32 +26,26 @@ def choose_state_file(explicit: Path | str | None) -> Path:
     return Path(chosen).resolve()
 
 
-def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    # An exception, so the finally blocks stop the suite run and the stack this run started.
-    raise SystemExit(128 + signum)
-
-
 @contextlib.contextmanager
 def local_stack(state_file: Path, say: Callable[[str], None] = print) -> Iterator[StackControl]:
     """A control handle on a healthy stack at state_file; one started here is stopped on exit, or SIGTERM."""
-    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        with _healthy_stack(state_file, say) as control:
-            yield control
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+    with sigterm.exit_on_sigterm(), _healthy_stack(state_file, say) as control:
+        yield control
 
 
 @contextlib.contextmanager
 def _healthy_stack(state_file: Path, say: Callable[[str], None]) -> Iterator[StackControl]:
+    """A running stack at state_file, started (and stopped on exit) here if none answers."""
     started: runner.StartedStack | None = None
-    if not runner.healthy(state_file):
-        say(f"starting a local stack ({state_file})")
-        try:
-            started = runner.start(state_file, say=say)
-        except runner.StackError as exc:
-            raise StackUnavailable(f"the local stack did not start: {exc}") from exc
     try:
+        if not runner.healthy(state_file):
+            say(f"starting a local stack ({state_file})")
+            try:
+                # Bounded by the start's own timeouts; a SIGTERM meanwhile acts once `started` is known.
+                with sigterm.deferred():
+                    started = runner.start(state_file, say=say)
+            except runner.StackError as exc:
+                raise StackUnavailable(f"the local stack did not start: {exc}") from exc
         control = StackControl(state_file)
         if control.state.environment != "local":
             raise StackUnavailable(f"the stack at {state_file} is {control.state.environment}, not local")

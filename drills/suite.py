@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drills import sigterm
 from drills.faults_catalogue import Selection
 from stack.state import REPO_ROOT, STATE_ENV
 
@@ -149,16 +150,24 @@ def run(
     with (output_dir / "pytest.log").open("wb") as log:
         log.write(("$ " + " ".join(command) + "\n").encode())
         log.flush()
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process: subprocess.Popen[bytes] | None = None
         try:
+            with sigterm.deferred():
+                process = subprocess.Popen(
+                    command,
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             exit_code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             exit_code = -1
         finally:
-            _stop_group(process)
+            if process is not None:
+                _stop_group(process)
     return SuiteRun(
         exit_code=exit_code,
         started_at=started,
