@@ -280,6 +280,11 @@ def install_signal_handlers(on_signal: Callable[[], None] | None = None) -> None
     signal.signal(signal.SIGINT, handler)
 
 
+# Tests set it (and pass it through with IMAGEFLOW_STACK_PASS_ENV) so every process of a stack they
+# start carries their own value: processes_with_env then finds any that outlived the stack.
+MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
+
+
 def processes_with_env(name: str, value: str) -> list[str]:
     """Command lines of live processes whose environment has name=value (leak checks in tests)."""
     needle = f"{name}={value}".encode()

@@ -17,10 +17,8 @@ from drills import flake_check
 from drills.suite import CaseOutcome, SuiteRun
 from stack import processes
 from stack.control import PASS_ENV
+from stack.processes import MARKER_ENV
 from stack.state import REPO_ROOT
-
-# Carried into every process of the stack the check starts, so that none can outlive it unseen.
-MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
 
 pytestmark = [
     allure.epic("Drills"),

@@ -15,11 +15,11 @@ import requests
 from imageflow import manifest as manifest_module
 from stack import processes, state
 from stack.control import PASS_ENV, StackControl
+from stack.processes import MARKER_ENV
 from stack.state import StackState
 
 pytestmark = pytest.mark.system
 
-MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
 
 NEEDS_STACK = """
 import json, os

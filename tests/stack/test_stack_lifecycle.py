@@ -22,10 +22,10 @@ from google.cloud import firestore, pubsub_v1, storage
 from imageflow import manifest as manifest_module
 from stack import processes, state
 from stack.control import PASS_ENV, ControlError, StackControl
+from stack.processes import MARKER_ENV
 
 pytestmark = pytest.mark.system
 
-MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
 MANIFEST = """
 [pipeline]
 name = "stacktest"
