@@ -13,6 +13,10 @@ from imageflow.manifest import ServiceSpec
 PROTECTED_ENVIRONMENTS = frozenset({"staging", "production"})
 
 
+# The environment variable holding an agent's push verification token (local stacks set it).
+PUSH_TOKEN_ENV = "IMAGEFLOW_PUSH_TOKEN"
+
+
 class ConfigError(ValueError):
     """The service's configuration is unusable (the message names keys, never values)."""
 
@@ -30,6 +34,9 @@ class Settings:
     topic_prefix: str = ""
     faults: frozenset[str] = field(default_factory=frozenset)
     values: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The push verification token (IMAGEFLOW_PUSH_TOKEN): when set, an agent accepts a push only
+    # with ?token=<it>; unset on Cloud Run, where the platform's IAM check admits only the push identity.
+    push_token: str = field(default="", repr=False)
 
     @property
     def ready(self) -> bool:
@@ -102,4 +109,5 @@ def load(spec: ServiceSpec, environ: Mapping[str, str] | None = None) -> Setting
         topic_prefix=env.get("IMAGEFLOW_TOPIC_PREFIX", ""),
         faults=parse_faults(env.get("IMAGEFLOW_FAULTS", ""), environment),
         values=values,
+        push_token=env.get(PUSH_TOKEN_ENV, ""),
     )
