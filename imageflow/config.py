@@ -11,6 +11,11 @@ from imageflow.manifest import ServiceSpec
 
 # Environments where fault switches are refused: a fault must never reach real users.
 PROTECTED_ENVIRONMENTS = frozenset({"staging", "production"})
+# The test-only failure plans (imageflow/test_failures.py): allowed on staging, where the release
+# verifies its failure paths, and refused on production, whose users must never meet one.
+TEST_FAILURES_KEY = "IMAGEFLOW_TEST_FAILURES"
+TEST_FAILURES_ALLOWED = "allowed"
+TEST_FAILURES_REFUSED_ENVIRONMENTS = frozenset({"production"})
 
 
 # The environment variable holding an agent's push verification token (local stacks set it).
@@ -33,6 +38,7 @@ class Settings:
     missing: tuple[str, ...]
     topic_prefix: str = ""
     faults: frozenset[str] = field(default_factory=frozenset)
+    test_failures: bool = False
     values: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The push verification token (IMAGEFLOW_PUSH_TOKEN): when set, an agent accepts a push only
     # with ?token=<it>; unset on Cloud Run, where the platform's IAM check admits only the push identity.
@@ -93,6 +99,18 @@ def parse_faults(raw: str, environment: str) -> frozenset[str]:
     return faults
 
 
+def parse_test_failures(raw: str, environment: str) -> bool:
+    """Parse IMAGEFLOW_TEST_FAILURES: "allowed" or unset; refused on production, a typo refused anywhere."""
+    value = raw.strip()
+    if not value:
+        return False
+    if value != TEST_FAILURES_ALLOWED:
+        raise ConfigError(f"{TEST_FAILURES_KEY} must be {TEST_FAILURES_ALLOWED!r} or unset")
+    if environment in TEST_FAILURES_REFUSED_ENVIRONMENTS:
+        raise ConfigError(f"{TEST_FAILURES_KEY} is refused on {environment}")
+    return True
+
+
 def load(spec: ServiceSpec, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings of the service described by spec from environ (default: os.environ)."""
     env = os.environ if environ is None else environ
@@ -108,6 +126,7 @@ def load(spec: ServiceSpec, environ: Mapping[str, str] | None = None) -> Setting
         missing=missing,
         topic_prefix=env.get("IMAGEFLOW_TOPIC_PREFIX", ""),
         faults=parse_faults(env.get("IMAGEFLOW_FAULTS", ""), environment),
+        test_failures=parse_test_failures(env.get(TEST_FAILURES_KEY, ""), environment),
         values=values,
         push_token=env.get(PUSH_TOKEN_ENV, ""),
     )

@@ -36,7 +36,7 @@ from google.auth import exceptions as google_auth_exceptions
 from google.cloud import firestore
 from werkzeug.exceptions import HTTPException
 
-from imageflow import clients, workflow
+from imageflow import clients, test_failures, workflow
 from imageflow.config import Settings, lane_or_empty
 from imageflow.config import load as load_settings
 from imageflow.faults import AgentFaults, unknown
@@ -259,9 +259,28 @@ class Agent:
         topic = self.settings.topic(self.spec.output_topic, job.delivery.lane)
         clients.publish(self.settings.project, topic, json.dumps(message).encode(), **attributes)
 
+    def planned(self, job: Job) -> test_failures.Mode | None:
+        """The test failure planned for this agent on the job's owner (only when the setting is on)."""
+        if not self.settings.test_failures:
+            return None
+        if "test_failure" not in job.notes:
+            # One read per delivery, never cached across deliveries: each test writes its own plan.
+            job.notes["test_failure"] = test_failures.agent_mode(self.db(), job.owner, self.name)
+        mode: test_failures.Mode | None = job.notes["test_failure"]
+        return mode
+
+    def _step_count(self, job: Job, key: str) -> int:
+        """A counter of this agent's step as read when the delivery was claimed (before its own)."""
+        step = (job.document.get("steps") or {}).get(self.name) or {}
+        value = step.get(key, 0)
+        return value if isinstance(value, int) else 0
+
     def publish_and_mark(self, job: Job) -> Outcome | None:
         """Publish (the caller holds the publish lease), then record it; an Outcome (503) on failure."""
         try:
+            mode = self.planned(job)
+            if mode and mode.kind == "publish_fails" and self._step_count(job, "deliveries") < mode.count:
+                raise test_failures.InjectedTransientError(f"planned publish failure of {self.name}")
             self.publish(job)
             if self.faults.on("twice"):
                 self.publish(job)
@@ -305,7 +324,15 @@ class Agent:
         return self.run(job)
 
     def work(self, job: Job) -> Mapping[str, Any]:
-        """Run the handler, with the generic faults applied around it."""
+        """Run the handler, with the generic faults and the owner's test failure plan applied around it."""
+        mode = self.planned(job)
+        if mode and mode.kind == "error":
+            raise test_failures.InjectedFailure(f"planned failure of {self.name}")
+        if mode and (
+            mode.kind == "always_5xx"
+            or (mode.kind == "transient" and self._step_count(job, "attempts") < mode.count)
+        ):
+            raise test_failures.InjectedTransientError(f"planned transient error of {self.name}")
         if self.faults.on("slow"):
             self.faults.block_past(self.spec.deadline_seconds)
         if self.faults.on("errors"):
@@ -319,6 +346,11 @@ class Agent:
         if self.faults.on("wrong_output"):
             return {}
         return output
+
+    def deliveries_seen(self, job: Job) -> int:
+        """How many times this message was delivered, this delivery included (Pub/Sub's count if sent)."""
+        counted = self._step_count(job, "deliveries") + 1
+        return max(job.delivery.attempt or 0, counted)
 
     def run(self, job: Job) -> Outcome:
         """Do the claimed work and record how it went."""
@@ -334,6 +366,14 @@ class Agent:
             return Outcome(200, "rejected", {"reason": rejection.reason})
         except Exception as exc:  # an agent error is recorded, never raised to Pub/Sub
             if _is_transient(exc):
+                seen = self.deliveries_seen(job)
+                if seen >= self.manifest.max_delivery_attempts:
+                    # Pub/Sub dead-letters this message after this answer: the workflow must not
+                    # stay processing for ever, so the step fails; the 503 still dead-letters it.
+                    error = f"gave up after {seen} deliveries: transient error {type(exc).__name__}"
+                    log.warning("gave up workflow=%s agent=%s after=%d", job.workflow_id, self.name, seen)
+                    workflow.fail_step(db, job.workflow_id, self.name, revision, error)
+                    return Outcome(503, "gave-up", {"error": error})
                 workflow.release(db, job.workflow_id, self.name, revision, f"transient: {type(exc).__name__}")
                 return Outcome(503, "released", {"error": f"transient error: {type(exc).__name__}"})
             error = _describe(exc)

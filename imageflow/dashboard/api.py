@@ -19,7 +19,10 @@ api = Blueprint("api", __name__, url_prefix="/api")
 @api.post("/uploads")
 @login_required
 def create_uploads() -> ResponseReturnValue:
-    """Upload one or many files (multipart field "files"): 201 with what was accepted and refused."""
+    """Upload one or many files (multipart field "files"): 201 with what was accepted and refused.
+
+    Nothing accepted: 400 (every file refused for what it is), or 503 when the service failed one.
+    """
     # The session cookie is SameSite=Lax; refusing foreign origins as well closes the remaining gap.
     if not same_origin():
         return jsonify(error="cross-origin request refused"), 403
@@ -31,7 +34,8 @@ def create_uploads() -> ResponseReturnValue:
     if not accepted:
         if not refused:
             body["error"] = "no files: send one or more files in the multipart field 'files'"
-        return jsonify(body), 400
+        # A file the service failed to store or queue may succeed later: that is a 503, not a 400.
+        return jsonify(body), 503 if any(r.retry for r in refused) else 400
     return jsonify(body), 201
 
 

@@ -1,4 +1,10 @@
-"""The upload flow: check each file, strip GPS, create the workflow, store the original, publish."""
+"""The upload flow: check each file, strip GPS, create the workflow, store the original, publish.
+
+An upload is accepted only once its original is stored and its message queued. When either fails
+the upload is withdrawn (its workflow document and stored original deleted) and the user is told
+to try again: nobody is shown an upload that will never be processed. Only when the withdrawal
+itself fails is the document kept, marked failed by the dashboard, so it shows failed, never pending.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import IO
 from google.cloud import firestore
 from werkzeug.utils import secure_filename
 
-from imageflow import clients, workflow
+from imageflow import clients, test_failures, workflow
 from imageflow.config import Settings
 from imageflow.dashboard import faults
 from imageflow.manifest import Manifest
@@ -115,6 +121,8 @@ class Refused:
 
     filename: str
     reason: str
+    # The service failed, not the file: the same upload may succeed when tried again.
+    retry: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,8 +209,11 @@ class Uploader:
         except Exception as exc:  # any failure here means nothing was created
             log.error("workflow %s not created: %s", workflow_id, type(exc).__name__)
             return Refused(name.display, f"{name.display} could not be saved. Please try again.")
+        planned = self._planned(owner)
         if not self.settings.fault(faults.UPLOAD_NOT_STORED):
             try:
+                if planned == "store_fails":
+                    raise test_failures.InjectedTransientError("planned storage failure")
                 blob = (
                     clients.storage_client(self.settings.project)
                     .bucket(self.settings.bucket)
@@ -211,8 +222,10 @@ class Uploader:
                 blob.upload_from_string(data, content_type=content_type, timeout=60)
             except Exception as exc:  # the workflow records the failure; the user is told
                 log.error("workflow %s original not stored: %s", workflow_id, type(exc).__name__)
-                self._fail(ref, "upload could not be stored")
-                return Refused(name.display, f"{name.display} could not be stored. Please try again.")
+                self._withdraw(ref, None, "upload could not be stored")
+                return Refused(
+                    name.display, f"{name.display} could not be stored. Please try again.", retry=True
+                )
         if not self.settings.fault(faults.UPLOAD_NOT_PUBLISHED):
             message = {
                 "workflow_id": workflow_id,
@@ -224,6 +237,8 @@ class Uploader:
             if lane:
                 attributes["lane"] = lane
             try:
+                if planned == "publish_fails":
+                    raise test_failures.InjectedTransientError("planned publish failure")
                 clients.publish(
                     self.settings.project,
                     self.settings.topic(self.manifest.upload_topic, lane),
@@ -232,9 +247,11 @@ class Uploader:
                 )
             except Exception as exc:  # the workflow records the failure; the user is told
                 log.error("workflow %s not queued: %s", workflow_id, type(exc).__name__)
-                self._fail(ref, "upload could not be queued")
+                self._withdraw(ref, object_name, "upload could not be queued")
                 return Refused(
-                    name.display, f"{name.display} could not be queued for processing. Please try again."
+                    name.display,
+                    f"{name.display} could not be queued for processing. Please try again.",
+                    retry=True,
                 )
         log.info(
             "upload accepted workflow=%s owner=%s bytes=%d gps_removed=%s lane=%s",
@@ -245,6 +262,35 @@ class Uploader:
             lane or "-",
         )
         return Accepted(name.display, workflow_id)
+
+    def _planned(self, owner: str) -> str | None:
+        """The test failure planned for this owner's uploads (only when the setting is on)."""
+        if not self.settings.test_failures:
+            return None
+        try:
+            mode = test_failures.dashboard_mode(clients.firestore_client(self.settings.project), owner)
+        except test_failures.PlanError as exc:
+            # Only a test writes plans; a bad one must show in its run, not pass unnoticed.
+            log.error("test failure plan of %s ignored: %s", owner, exc)
+            return None
+        return mode.kind if mode else None
+
+    def _withdraw(self, ref: firestore.DocumentReference, object_name: str | None, reason: str) -> None:
+        """Delete an upload that will never be processed; if that fails, mark it failed instead."""
+        try:
+            if object_name:
+                blob = (
+                    clients.storage_client(self.settings.project)
+                    .bucket(self.settings.bucket)
+                    .blob(object_name)
+                )
+                blob.delete(timeout=30)
+            ref.delete(timeout=30)
+        except Exception as exc:  # a document left behind must at least say it failed
+            log.error("workflow %s not withdrawn: %s", ref.id, type(exc).__name__)
+            self._fail(ref, reason)
+        else:
+            log.info("workflow %s withdrawn: %s", ref.id, reason)
 
     def _fail(self, ref: firestore.DocumentReference, reason: str) -> None:
         """Mark the workflow failed by the dashboard itself, so it never sits pending forever."""
