@@ -20,6 +20,9 @@ TEST_FAILURES_REFUSED_ENVIRONMENTS = frozenset({"production"})
 
 # The environment variable holding an agent's push verification token (local stacks set it).
 PUSH_TOKEN_ENV = "IMAGEFLOW_PUSH_TOKEN"
+# The push endpoint's query parameter carrying it (the documented alternative to OIDC where the
+# pusher cannot sign: the Pub/Sub emulator sends no identity token and no custom header).
+PUSH_TOKEN_PARAM = "token"
 
 
 class ConfigError(ValueError):

@@ -74,8 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         f"imageflow.serve: {args.service} revision {os.environ.get('K_REVISION', '?')} on {args.host}:{port}",
         flush=True,
     )
+    # A service that declares its own body limit (the agents' push limit) has the server refuse
+    # a larger body from its headers or mid-chunk, before buffering it (waitress refuses >= its size).
+    body_limit = app.config.get("IMAGEFLOW_SERVER_BODY_LIMIT")
+    limits = {"max_request_body_size": int(body_limit) + 1} if body_limit else {}
     waitress.serve(
-        app, host=args.host, port=port, threads=args.threads, ident=None, clear_untrusted_proxy_headers=True
+        app,
+        host=args.host,
+        port=port,
+        threads=args.threads,
+        ident=None,
+        clear_untrusted_proxy_headers=True,
+        **limits,
     )
     return 0
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import requests
 
+from imageflow import config as service_config
 from imageflow import manifest as manifest_module
+from imageflow.config import PUSH_TOKEN_ENV
 from imageflow.manifest import Manifest, ManifestError
 from stack import infra, localsecrets, processes, state
 from stack.processes import HOST
@@ -164,6 +166,9 @@ class StackControl:
         env.update(current.env)
         local_secrets = localsecrets.ensure()
         env.update({k: local_secrets[k] for k in self._secret_keys(service) if k in local_secrets})
+        if self._is_agent(service):
+            # Every local agent requires the token its push subscriptions carry (infra.push_endpoint).
+            env[PUSH_TOKEN_ENV] = local_secrets[localsecrets.PUSH_TOKEN_KEY]
         env.update(
             {
                 "IMAGEFLOW_BUCKET": current.bucket,
@@ -174,8 +179,17 @@ class StackControl:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if current.environment not in service_config.TEST_FAILURES_REFUSED_ENVIRONMENTS:
+            # The release's failure-path scenarios plan failures for their own users' uploads.
+            env[service_config.TEST_FAILURES_KEY] = service_config.TEST_FAILURES_ALLOWED
         env.update(overrides)
         return env
+
+    def _is_agent(self, service: str) -> bool:
+        try:
+            return service in self.manifest.agent_names
+        except ManifestError:
+            return False
 
     def _redacted(self, service: str, overrides: Mapping[str, str]) -> dict[str, str]:
         secret_keys = self._secret_keys(service) | {
@@ -360,8 +374,14 @@ class StackControl:
                 if agent.name in current.services
             }
         )
+        # Every push, live or through a lane, carries the token its agents require.
+        token = self.push_token()
         with _temporary_env(current.env):
-            return infra.ensure(current.project, current.bucket, self.manifest, chosen, prefix)
+            return infra.ensure(current.project, current.bucket, self.manifest, chosen, prefix, token)
+
+    def push_token(self) -> str:
+        """The push verification token of this stack's subscriptions and agents (a local secret)."""
+        return localsecrets.ensure()[localsecrets.PUSH_TOKEN_KEY]
 
     def delete_lane(self, prefix: str) -> None:
         """Delete a verification lane's topics and subscriptions."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import pubsub_v1, storage
 from google.protobuf import duration_pb2
 
+from imageflow.config import PUSH_TOKEN_PARAM
 from imageflow.manifest import Manifest
 
 DEAD_LETTER_AUDIT_SUFFIX = "--audit"
@@ -29,17 +31,30 @@ def dead_letter_audit_subscription(manifest: Manifest, prefix: str = "") -> str:
     return f"{prefix}{manifest.dead_letter_topic}{DEAD_LETTER_AUDIT_SUFFIX}"
 
 
+def push_endpoint(url: str, push_token: str = "") -> str:
+    """The push endpoint of an agent URL, carrying the verification token in its query string.
+
+    The Pub/Sub emulator sends no OIDC token and no custom header, and the router cannot tell a
+    push from any other request, so the token rides in the endpoint URL (Pub/Sub's documented
+    verification-token pattern). The URL is then a secret: never printed or recorded.
+    """
+    endpoint = url.rstrip("/") + "/"
+    return f"{endpoint}?{urlencode({PUSH_TOKEN_PARAM: push_token})}" if push_token else endpoint
+
+
 def ensure_topics_and_subscriptions(
     project: str,
     manifest: Manifest,
     endpoints: Mapping[str, str],
     prefix: str = "",
     report: InfraReport | None = None,
+    push_token: str = "",
 ) -> InfraReport:
     """Create every topic, one push subscription per (agent, trigger) and the dead-letter audit pull.
 
     endpoints maps agent name -> push endpoint URL (the agent's stable router URL, or a candidate's
-    tagged URL for a verification lane); prefix is prepended to every topic and subscription name.
+    tagged URL for a verification lane); prefix is prepended to every topic and subscription name;
+    push_token, when given, is carried by every push (the agents refuse a push without it).
     """
     report = report or InfraReport()
     publisher = pubsub_v1.PublisherClient()
@@ -64,7 +79,7 @@ def ensure_topics_and_subscriptions(
                 request = {
                     "name": name,
                     "topic": publisher.topic_path(project, prefix + topic),
-                    "push_config": {"push_endpoint": endpoint.rstrip("/") + "/"},
+                    "push_config": {"push_endpoint": push_endpoint(endpoint, push_token)},
                     "ack_deadline_seconds": max(10, min(600, int(agent.deadline_seconds))),
                     "dead_letter_policy": {
                         "dead_letter_topic": dead_letter_path,
@@ -140,9 +155,10 @@ def ensure(
     manifest: Manifest,
     endpoints: Mapping[str, str],
     prefix: str = "",
+    push_token: str = "",
 ) -> InfraReport:
     """Topics, subscriptions and the bucket (the bucket only for the live topics, prefix "")."""
-    report = ensure_topics_and_subscriptions(project, manifest, endpoints, prefix)
+    report = ensure_topics_and_subscriptions(project, manifest, endpoints, prefix, push_token=push_token)
     if not prefix:
         ensure_bucket(project, bucket, report)
     return report

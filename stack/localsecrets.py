@@ -9,6 +9,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_ENV = "IMAGEFLOW_SECRETS_FILE"
 REDACTED = "<secret>"
+# The verification token the local push subscriptions carry and the agents require (see infra.py).
+PUSH_TOKEN_KEY = "PUSH_TOKEN"
 
 
 def secrets_path() -> Path:
@@ -17,7 +19,11 @@ def secrets_path() -> Path:
 
 
 def _defaults() -> dict[str, str]:
-    return {"SESSION_SECRET": secrets.token_hex(32), "FIREBASE_API_KEY": "local-emulator-key"}
+    return {
+        "SESSION_SECRET": secrets.token_hex(32),
+        "FIREBASE_API_KEY": "local-emulator-key",
+        PUSH_TOKEN_KEY: secrets.token_urlsafe(32),
+    }
 
 
 def parse(text: str) -> dict[str, str]:

@@ -2,6 +2,10 @@
 
 Each delivery is answered on purpose (Pub/Sub redelivers anything but a 2xx):
   400  a malformed push that can never succeed (one-line reason)
+  401  no push verification token, where the agent requires one (IMAGEFLOW_PUSH_TOKEN is set)
+  403  a wrong push verification token
+  413  a body over PUSH_BODY_LIMIT_BYTES, refused from its Content-Length or, chunked, as soon as
+       the limit is passed: never read in full
   404  the workflow (or this agent's step in it) does not exist
   200  done, a duplicate of done work, a closed workflow, a rejection or an agent failure
        (the failure is recorded in the workflow document, retrying would not help)
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import logging
 import re
@@ -34,10 +39,10 @@ from flask import Flask, Response, jsonify, request
 from google.api_core import exceptions as google_exceptions
 from google.auth import exceptions as google_auth_exceptions
 from google.cloud import firestore
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from imageflow import clients, test_failures, workflow
-from imageflow.config import Settings, lane_or_empty
+from imageflow.config import PUSH_TOKEN_PARAM, Settings, lane_or_empty
 from imageflow.config import load as load_settings
 from imageflow.faults import AgentFaults, unknown
 from imageflow.manifest import AgentSpec, Manifest
@@ -63,6 +68,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # Firestore document ids: no slash, bounded; anything else is not a workflow id we issued.
 WORKFLOW_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MESSAGE_FIELDS = ("workflow_id", "owner", "bucket", "object")
+# A Pub/Sub push of this pipeline is under 10 KB (a small JSON message, base64, in an envelope);
+# 64 KiB leaves room for attributes and growth while a hostile body costs almost nothing to refuse.
+PUSH_BODY_LIMIT_BYTES = 64 * 1024
+# The app config key serve.py passes to the HTTP server as its own request body limit.
+SERVER_BODY_LIMIT_KEY = "IMAGEFLOW_SERVER_BODY_LIMIT"
 
 
 class EnvelopeError(ValueError):
@@ -217,6 +227,50 @@ class Outcome:
     status: int
     outcome: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def push_refusal(settings: Settings, content_length: int | None, token: str | None) -> Outcome | None:
+    """Why a push is refused before its body is read (size, then token), or None to go on."""
+    if content_length is not None and content_length > PUSH_BODY_LIMIT_BYTES:
+        return too_large()
+    if not settings.push_token:
+        return None
+    if not token:
+        return Outcome(401, "unauthenticated", {"error": "push verification token required"})
+    if not hmac.compare_digest(token.encode(), settings.push_token.encode()):
+        return Outcome(403, "forbidden", {"error": "wrong push verification token"})
+    return None
+
+
+def _push_body() -> object:
+    """The push's JSON body (None when it is not JSON), never reading more than the limit and a byte.
+
+    A Content-Length was checked before; a streamed (chunked) body has none, and werkzeug's own
+    limit cannot tell a body of exactly the limit from a longer one, so it is read here, bounded.
+    """
+    if not request.is_json:
+        return None
+    stream = request.environ.get("wsgi.input")
+    if request.content_length is None and request.environ.get("wsgi.input_terminated") and stream:
+        data = b""
+        while len(data) <= PUSH_BODY_LIMIT_BYTES:
+            chunk = stream.read(PUSH_BODY_LIMIT_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > PUSH_BODY_LIMIT_BYTES:
+            raise RequestEntityTooLarge()
+    else:
+        data = request.get_data()
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def too_large() -> Outcome:
+    """The answer to a push body over the limit."""
+    return Outcome(413, "too-large", {"error": f"push body over {PUSH_BODY_LIMIT_BYTES} bytes"})
 
 
 class Agent:
@@ -431,6 +485,10 @@ def create_agent_app(
 
     app = Flask(f"imageflow.agents.{name}")
     app.config["AGENT"] = agent
+    # werkzeug enforces it on Content-Length and while reading a chunked body; serve.py also
+    # gives the HTTP server its own limit, so an oversized body is not even buffered.
+    app.config["MAX_CONTENT_LENGTH"] = PUSH_BODY_LIMIT_BYTES
+    app.config[SERVER_BODY_LIMIT_KEY] = PUSH_BODY_LIMIT_BYTES
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -447,6 +505,10 @@ def create_agent_app(
         workflow_id = "-"
         outcome = Outcome(500, "error", {"error": "internal error"})
         try:
+            refusal = push_refusal(chosen, request.content_length, request.args.get(PUSH_TOKEN_PARAM))
+            if refusal is not None:
+                outcome = refusal
+                return _json(outcome.status, {"outcome": outcome.outcome, **outcome.detail})
             if agent.faults.on("never_fires"):
                 outcome = Outcome(200, "ignored")
                 return _json(outcome.status, {"outcome": outcome.outcome})
@@ -455,7 +517,9 @@ def create_agent_app(
                 outcome = Outcome(503, "not-ready", {"error": f"missing required settings: {missing}"})
             else:
                 try:
-                    delivery = parse_envelope(request.get_json(silent=True))
+                    delivery = parse_envelope(_push_body())
+                except RequestEntityTooLarge:
+                    outcome = too_large()
                 except EnvelopeError as exc:
                     outcome = Outcome(400, "bad-request", {"error": str(exc)})
                 else:
