@@ -1,6 +1,6 @@
 """Image byte helpers shared by the dashboard and the agents: format sniffing and GPS removal.
 
-strip_gps works on the container (JPEG segments, PNG chunks, WebP RIFF chunks) rather than
+strip_gps works on the container (JPEG segments, PNG chunks, WebP RIFF chunks, GIF extensions) rather than
 re-encoding pixels, so the stored original is pixel-identical to the upload minus its location.
 """
 
@@ -30,6 +30,7 @@ JPEG_SOS = 0xDA
 JPEG_EOI = 0xD9
 WEBP_FLAG_EXIF = 0x08
 WEBP_FLAG_XMP = 0x04
+GIF_XMP_APPLICATION = b"XMP DataXMP"
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -77,6 +78,8 @@ def strip_gps(data: bytes) -> tuple[bytes, bool]:
             return _strip_png(data)
         if kind == "WEBP":
             return _strip_webp(data)
+        if kind == "GIF":
+            return _strip_gif(data)
     except Exception as exc:  # garbage must never raise; anything unwalkable stays as is
         # A container too broken to walk cannot be cleaned; the validator will reject it.
         log.info("strip_gps: container not walkable (%s), left unchanged", type(exc).__name__)
@@ -297,3 +300,51 @@ def _strip_webp(data: bytes) -> tuple[bytes, bool]:
             body = bytes((flags,)) + body[1:]
         payload += kind + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) & 1 else b"")
     return b"RIFF" + struct.pack("<I", len(payload)) + bytes(payload), True
+
+
+# --- GIF --------------------------------------------------------------------------------------
+
+
+def _gif_sub_blocks_end(data: bytes, pos: int) -> int:
+    """Where a run of GIF data sub-blocks ends (just past its zero-length terminator)."""
+    while True:
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+        if pos > len(data):
+            raise ValueError("GIF sub-block overruns the file")
+
+
+def _strip_gif(data: bytes) -> tuple[bytes, bool]:
+    """Drop XMP application extensions that name a location (GIF has no EXIF)."""
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 0x07) + 1) if flags & 0x80 else 0)
+    out = bytearray(data[:pos])
+    found = False
+    while pos < len(data):
+        introducer = data[pos]
+        if introducer == 0x3B:  # trailer
+            break
+        start = pos
+        if introducer == 0x21:
+            label = data[pos + 1]
+            end = _gif_sub_blocks_end(data, pos + 2)
+            # An application extension's first sub-block is its 11-byte identifier; XMP's raw packet
+            # follows with a "magic trailer" that makes it walk like sub-blocks.
+            is_xmp = label == 0xFF and data[pos + 2] == 11 and data[pos + 3 : pos + 14] == GIF_XMP_APPLICATION
+            if is_xmp and _has_xmp_gps(data[start:end]):
+                found = True
+                pos = end
+                continue
+        elif introducer == 0x2C:
+            local = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((local & 0x07) + 1) if local & 0x80 else 0)
+            end = _gif_sub_blocks_end(data, pos + 1)  # after the LZW minimum code size
+        else:
+            raise ValueError("GIF block expected")
+        out += data[start:end]
+        pos = end
+    if not found:
+        return data, False
+    return bytes(out + data[pos:]), True

@@ -31,6 +31,10 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 # Pixels of all frames together may be this many times the per-frame limit.
 MAX_FRAME_BUDGET = 4
+# Major brands of HEIF files from phone cameras (Pillow has no decoder for them).
+HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
 BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
@@ -81,6 +85,13 @@ def _not_an_image_reason(data: bytes) -> str:
         return "format HTML is not allowed"
     if head.startswith(b"%pdf"):
         return "format PDF is not allowed"
+    # ISO base media files (HEIC, AVIF) name their format in the ftyp box's major brand.
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in HEIF_BRANDS:
+            return "format HEIC is not allowed"
+        if brand in (b"avif", b"avis"):
+            return "format AVIF is not allowed"
     return "not a decodable image"
 
 

@@ -170,9 +170,15 @@ class Uploader:
     def accept_all(
         self, owner: str, files: Iterable[IncomingFile], lane: str = ""
     ) -> tuple[list[Accepted], list[Refused]]:
-        """Handle every file of a request, each independently of the others."""
+        """Handle every file of a request (at most MAX_FILES_PER_REQUEST), each independently."""
         accepted: list[Accepted] = []
         refused: list[Refused] = []
+        files = list(files)
+        if len(files) > MAX_FILES_PER_REQUEST:
+            # The request size limit is sized for this many files: a larger request is refused whole.
+            names = [clean_filename(incoming.filename).display for incoming in files]
+            too_many = f"at most {MAX_FILES_PER_REQUEST} files can be uploaded at once."
+            return [], [Refused(name, f"{name}: {too_many}") for name in names]
         for incoming in files:
             outcome = self.accept(owner, incoming, lane)
             if isinstance(outcome, Accepted):
