@@ -33,6 +33,9 @@ class Environment:
     api_key_env: str = ""
     notification_channel: str = ""
     push_service_account: str = ""
+    # The release's failure-path scenarios may plan failures for their own test users' uploads
+    # (IMAGEFLOW_TEST_FAILURES on every deployed service); never on production.
+    allow_test_failures: bool = False
 
     @property
     def is_local(self) -> bool:
@@ -71,10 +74,13 @@ def _environment(name: str, table: object, where: Path) -> Environment:
         "sensitive": sensitive,
         "allow_destructive": table.get("allow_destructive", not sensitive),
         "confirm": table.get("confirm", sensitive),
+        "allow_test_failures": table.get("allow_test_failures", False),
     }
     for key, value in flags.items():
         if not isinstance(value, bool):
             raise TargetError(f"{where}: environment {name!r}: {key} must be true or false")
+    if flags["allow_test_failures"] and name == "production":
+        raise TargetError(f"{where}: environment 'production' must not allow test failures")
     strings = {k: v for k, v in table.items() if k not in flags}
     for key, value in strings.items():
         if not isinstance(value, str):

@@ -16,6 +16,7 @@ from deploy.context import REPO, RunContext, rules_text
 from deploy.record import RunRecord, runs_dir
 from deploy.shell import Shell, last_line
 from deploy.steps import Change, StepFailed, VerificationFailed
+from imageflow import config as service_config
 from imageflow.manifest import AgentSpec
 
 RULES_API = "https://firebaserules.googleapis.com/v1"
@@ -306,6 +307,8 @@ class GcpExecutor:
                 "IMAGEFLOW_BUCKET": self.env.bucket,
                 "IMAGEFLOW_COMMIT": self.ctx.commit,
             }
+            if self.env.allow_test_failures:
+                env_vars[service_config.TEST_FAILURES_KEY] = service_config.TEST_FAILURES_ALLOWED
             argv.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env_vars.items()))
             if spec.required_secrets:
                 argv.append(
@@ -599,6 +602,8 @@ class GcpExecutor:
                 problems.append(f"{name} has {', '.join(emulators)} set")
             if env.get("IMAGEFLOW_ENV", self.env.name) != self.env.name:
                 problems.append(f"{name} runs with IMAGEFLOW_ENV={env.get('IMAGEFLOW_ENV')}")
+            if env.get(service_config.TEST_FAILURES_KEY) and not self.env.allow_test_failures:
+                problems.append(f"{name} runs with {service_config.TEST_FAILURES_KEY} set")
             problems += self.readiness(name, str(service.get("status", {}).get("url", "")), token)
         problems += self.rules_match()
         if problems:

@@ -106,6 +106,25 @@ def test_production_gate_backs_up_first_and_needs_confirmation(
     assert fake_cloud.state["exports"] == [backup]
 
 
+def test_test_failures_setting_reaches_staging_services_and_never_production(
+    fake_cloud: FakeCloud, rules_history: str
+) -> None:
+    """Staging services get IMAGEFLOW_TEST_FAILURES=allowed; no production command carries it."""
+    fake_cloud.seed_live(commit=rules_history)
+    assert run("staging_e2e")[0] == 0
+    staging_deploys = [c for c in fake_cloud.calls() if c.startswith("gcloud run deploy ")]
+    assert len(staging_deploys) == len(SERVICES), staging_deploys
+    assert all("IMAGEFLOW_TEST_FAILURES=allowed" in c for c in staging_deploys), staging_deploys
+
+    fake_cloud.clear_log()
+    fake_cloud.seed_live(project="imageflow-production", commit=rules_history)
+    code, output = run("production_gate", "--confirm")
+    assert code == 0, output
+    production = fake_cloud.calls()
+    assert [c for c in production if c.startswith("gcloud run deploy ")], "no production deploy ran"
+    assert not [c for c in production if "IMAGEFLOW_TEST_FAILURES" in c]
+
+
 def test_red_verification_rolls_back_exactly_and_exits_non_zero(
     staging: FakeCloud, rules_history: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
