@@ -12,4 +12,5 @@ pytest_plugins = [
     "fixtures.pubsub",
     "fixtures.uploads",
     "fixtures.dashboard",
+    "fixtures.failures",
 ]

@@ -78,6 +78,8 @@ class Settings:
             "present": present,
             "missing": list(self.missing),
             "emulators": sorted(k for k in os.environ if k.endswith("_EMULATOR_HOST")),
+            # Whether this revision honours test failure plans (the suite checks before relying on it).
+            "test_failures": self.test_failures,
         }
         if not self.ready:
             report["message"] = "missing required settings: " + ", ".join(self.missing)

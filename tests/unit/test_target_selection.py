@@ -10,7 +10,9 @@ from pathlib import Path
 import allure
 import pytest
 
+from deploy.environments import TargetError
 from deploy.environments import get as get_environment
+from deploy.environments import load as load_environments
 from fixtures.reporting import labels
 from fixtures.target import REPO_ROOT, Overrides, build_target
 
@@ -20,6 +22,7 @@ INNER_TIMEOUT_SECONDS = 120
 INNER_INI = """[pytest]
 markers =
     destructive: changes shared state
+    resilience: plans failures for its own uploads
     smoke: safe on production
     agent(name): about one agent
 addopts = -p fixtures.target -p no:cacheprovider
@@ -107,6 +110,50 @@ def test_destructive_test_selected_on_production_stops_the_run(tmp_path: Path, p
         "(select with -m 'not destructive')"
     ]
     assert " passed" not in result.stdout
+
+
+RESILIENCE_TESTS = """
+import pytest
+
+@pytest.mark.resilience
+def test_agent_fails_for_my_uploads():
+    pass
+"""
+
+
+@pytest.mark.parametrize("parallel", [[], ["-n", "2"]], ids=["serial", "xdist"])
+@labels("Targets", "Production safety", Severity.BLOCKER)
+def test_resilience_test_selected_on_production_stops_the_run(tmp_path: Path, parallel: list[str]) -> None:
+    """Even without the destructive marker, a failure-planning test never starts on production."""
+    (tmp_path / "test_resilient.py").write_text(RESILIENCE_TESTS)
+    result = run_inner(
+        tmp_path, "--target", "production", "test_resilient.py", *parallel, **REMOTE_CONFIGURED
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert error_lines(result) == [
+        "ERROR: target 'production' refuses resilience tests: "
+        "test_resilient.py::test_agent_fails_for_my_uploads (select with -m 'not resilience')"
+    ]
+    assert " passed" not in result.stdout
+
+
+@labels("Targets", "Production safety", Severity.CRITICAL)
+def test_only_production_may_not_allow_test_failures(tmp_path: Path) -> None:
+    """environments.toml: local and staging allow failure plans, production does not (and cannot)."""
+    assert [get_environment(n).allow_test_failures for n in ("local", "staging", "production")] == [
+        True,
+        True,
+        False,
+    ]
+    unsafe = tmp_path / "environments.toml"
+    unsafe.write_text(
+        (REPO_ROOT / "environments.toml")
+        .read_text(encoding="utf-8")
+        .replace("allow_test_failures = false", "allow_test_failures = true"),
+        encoding="utf-8",
+    )
+    with pytest.raises(TargetError, match="'production' must not allow test failures"):
+        load_environments(unsafe)
 
 
 @labels("Targets", "Production safety", Severity.CRITICAL)
