@@ -5,13 +5,15 @@ Each check raises AssertionError with the watcher's or the taps' own account of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import allure
 from playwright.sync_api import Page, expect
 
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.pubsub import Taps, output_topics
+from fixtures.uploads import ApiSession
 from imageflow.manifest import Manifest
 from pages.workflow import WorkflowPage
 
@@ -75,4 +77,101 @@ def page_shows_completed(page: Page, workflow_id: str, manifest: Manifest) -> Wo
             expect(workflow.step(name)).to_have_attribute("data-status", "done", timeout=UI_CATCH_UP_MS)
         expect(workflow.thumbnail).to_be_visible(timeout=UI_CATCH_UP_MS)
         assert workflow.thumbnail_response_status() == 200
+    return workflow
+
+
+# What the page shows of each step, by the test id of its cell, and how the document holds it.
+STEP_CELLS = {
+    "step-status": lambda step: str(step.get("status") or ""),
+    "step-attempts": lambda step: str(step.get("attempts") or 0),
+    "step-revision": lambda step: str(step.get("revision") or ""),
+    "step-error": lambda step: str(step.get("error") or ""),
+}
+# What the JSON API must say exactly as the document does, for the workflow and for each step.
+API_FIELDS = ("workflow_id", "owner", "status", "reason", "failed_agent")
+API_STEP_FIELDS = ("status", "attempts", "deliveries", "revision", "error", "output", "published")
+
+
+def _recorded_thumbnail(document: Mapping[str, Any]) -> str:
+    """The thumbnail object some step recorded under the owner's thumbnails/ ("" if none did)."""
+    prefix = f"thumbnails/{document.get('owner')}/"
+    for step in (document.get("steps") or {}).values():
+        output = step.get("output") if isinstance(step, Mapping) else None
+        if isinstance(output, Mapping) and str(output.get("object", "")).startswith(prefix):
+            return str(output["object"])
+    return ""
+
+
+def _api_document(page: Page, workflow_id: str, api: ApiSession | None) -> dict[str, Any]:
+    """GET /api/workflows/ID as the owner: through api, or through the page's own session."""
+    if api is not None:
+        response = api.workflow(workflow_id)
+        status, body = response.status_code, response.json() if response.ok else response.text[:200]
+    else:
+        answer = page.request.get(f"/api/workflows/{workflow_id}")
+        status, body = answer.status, answer.json() if answer.ok else answer.text()[:200]
+    assert status == 200, f"GET /api/workflows/{workflow_id} answered {status}: {body}"
+    assert isinstance(body, dict), f"GET /api/workflows/{workflow_id} is not a JSON object: {body!r:.200}"
+    return body
+
+
+def views_agree(page: Page, result: WatchResult, api: ApiSession | None = None) -> WorkflowPage:
+    """The workflow page, the JSON API and the settled document say the same about one workflow.
+
+    For any final status (completed, failed, rejected): the same overall status, reason and failed
+    agent; one page row per step of the document, each with the document's status, attempts, revision
+    and error, and the API's steps equal to the document's; a thumbnail shown, and served, exactly
+    when the document is completed and records one (the thumbnail URL serves nothing the document
+    does not record). page: a page logged in as the workflow's owner (it is navigated to the
+    workflow page); result: the watcher's settled result; api: an ApiSession of the owner, else the
+    API is read through the page's own session. Returns the workflow page, loaded.
+    """
+    document = result.document
+    assert result.reached, f"no settled document to hold the views against: {result}"
+    assert document is not None, f"no document to hold the views against: {result}"
+    workflow_id = result.workflow_id
+    status = str(document.get("status"))
+    steps: Mapping[str, Any] = document.get("steps") or {}
+    with allure.step(f"The page, the API and the document of {workflow_id} agree ({status})"):
+        api_document = _api_document(page, workflow_id, api)
+        api_steps = api_document.get("steps") or {}
+        differ = {
+            name: (api_document.get(name), document.get(name))
+            for name in API_FIELDS
+            if api_document.get(name) != document.get(name)
+        }
+        assert not differ, f"API differs from the document {workflow_id} (api, document): {differ}"
+        assert set(api_steps) == set(steps), f"API steps {sorted(api_steps)} != document {sorted(steps)}"
+        step_differ = {
+            f"{name}.{key}": (api_steps[name].get(key), step.get(key))
+            for name, step in steps.items()
+            for key in API_STEP_FIELDS
+            if api_steps[name].get(key) != step.get(key)
+        }
+        assert not step_differ, f"API steps differ from the document (api, document): {step_differ}"
+
+        workflow = WorkflowPage.open(page, workflow_id)
+        expect(workflow.status).to_have_text(status, timeout=UI_CATCH_UP_MS)
+        reason = document.get("reason")
+        if reason:
+            expect(workflow.reason).to_have_text(str(reason), timeout=UI_CATCH_UP_MS)
+        else:
+            expect(workflow.reason).to_be_hidden(timeout=UI_CATCH_UP_MS)
+        expect(workflow.steps.locator("tbody tr")).to_have_count(len(steps), timeout=UI_CATCH_UP_MS)
+        for name, step in steps.items():
+            row = workflow.step(name)
+            expect(row).to_have_attribute("data-status", str(step.get("status")), timeout=UI_CATCH_UP_MS)
+            for cell, shown in STEP_CELLS.items():
+                expect(row.get_by_test_id(cell)).to_have_text(shown(step), timeout=UI_CATCH_UP_MS)
+
+        recorded = _recorded_thumbnail(document)
+        served = page.request.get(f"/workflows/{workflow_id}/thumbnail").status
+        if status == "completed":
+            assert recorded, f"completed workflow {workflow_id} records no thumbnail object"
+            expect(workflow.thumbnail).to_be_visible(timeout=UI_CATCH_UP_MS)
+            assert workflow.thumbnail_response_status() == 200
+        else:
+            expect(workflow.thumbnail).to_have_count(0)
+        if not recorded:
+            assert served == 404, f"thumbnail URL of {workflow_id}: {served}, but the document records none"
     return workflow
