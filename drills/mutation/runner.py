@@ -1,0 +1,467 @@
+"""Run the sampled mutants against the release suite, inside a private work copy with its own stack.
+
+    python -m drills.mutation.runner --report PATH [--count 60] [--seed 9] [--tests gate|area]
+
+Refuses to run in a tree that is not a mutation work copy (see drills/mutation/__main__.py, which
+makes one) or whose mutated files are not clean, and against any target but a local stack. Per
+mutant: the mutated file is written, the services that load it get a new revision (routed, the
+clean one kept running) and the file is restored as soon as they are ready, so the suite itself
+always imports the original code; a firestore.rules mutant is loaded into the emulator and stays
+in the file during the run (tests/rules test the file). Then the suite runs with -x, traffic goes
+back to the clean revisions, and the stack must answer healthy before the next mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from drills import suite
+from drills.faults_catalogue import ISOLATION_KEYWORDS, PIPELINE_SCENARIO, SUITE_PATHS, Selection
+from drills.local_stack import StackUnavailable, local_stack
+from drills.mutation import report
+from drills.mutation.imports import services_loading
+from drills.mutation.model import AREAS, Mutant
+from drills.mutation.report import MutantResult
+from drills.mutation.sample import (
+    DEFAULT_COUNT,
+    DEFAULT_SEED,
+    EQUIVALENT_FILE,
+    SampleError,
+    choose,
+    collect,
+    load_equivalent,
+)
+from stack import processes
+from stack.control import ControlError, RevisionFailed, StackControl
+from stack.localsecrets import REDACTED
+from stack.state import REPO_ROOT
+
+MARKER = ".mutation-work-copy"
+STATE_FILE = REPO_ROOT / ".stack" / "mutation" / "stack.json"
+RUNS_DIR = REPO_ROOT / ".stack" / "mutation" / "runs"
+MUTANT_READY_TIMEOUT = 60.0
+MUTANT_SUITE_TIMEOUT = 600.0
+# The suite's tests of its own reports and test-user fixtures: they prove the suite, not the system.
+SELF_TESTS = ("tests/e2e/test_reports.py", "tests/e2e/test_test_users.py")
+FAULTS_ENV = "IMAGEFLOW_FAULTS"
+
+
+class MutationError(RuntimeError):
+    """The run cannot start or go on (the message says why)."""
+
+
+def _say(message: str) -> None:
+    print(f"mutation: {message}", flush=True)
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise MutationError(f"git {' '.join(args)} failed in {root}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def check_tree(root: Path, paths: Sequence[str]) -> str:
+    """Refuse a tree that is no private work copy or has changes in files to mutate; returns its commit."""
+    if not (root / MARKER).exists():
+        raise MutationError(
+            f"{root} is not a mutation work copy (no {MARKER}): mutants are never written into a shared "
+            "tree; run `python -m drills.mutation`, which makes a private copy"
+        )
+    git_dir = Path(_git(root, "rev-parse", "--absolute-git-dir"))
+    common = Path(_git(root, "rev-parse", "--git-common-dir"))
+    common = common if common.is_absolute() else (root / common).resolve()
+    if git_dir == common:
+        raise MutationError(f"{root} is a repository's main working tree, not a private worktree")
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *paths)
+    if dirty:
+        raise MutationError(f"the files to mutate have changes in {root} (a mutant left behind?):\n{dirty}")
+    return _git(root, "rev-parse", "--short", "HEAD")
+
+
+def check_target() -> None:
+    """Refuse any target but the local stack."""
+    target = os.environ.get("IMAGEFLOW_TARGET", "local")
+    if target != "local":
+        raise MutationError(f"mutation testing runs only against the local stack, not {target!r}")
+
+
+def ordered_e2e(root: Path, exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """tests/e2e's files with the suite's self-tests last (so -x reaches a system test first)."""
+    files = sorted(str(p.relative_to(root)) for p in (root / "tests" / "e2e").glob("test_*.py"))
+    files = [f for f in files if f not in exclude]
+    return tuple([f for f in files if f not in SELF_TESTS] + [f for f in files if f in SELF_TESTS])
+
+
+def gate_selection(root: Path) -> Selection:
+    """The release suite: tests/e2e and tests/rules, the system's tests first."""
+    e2e = ordered_e2e(root)
+    return Selection(
+        paths=(*e2e[: len(e2e) - 2], "tests/rules", *e2e[len(e2e) - 2 :]) if e2e else SUITE_PATHS
+    )
+
+
+def area_selection(root: Path, mutant: Mutant) -> Selection:
+    """The tests for a mutant's area (--tests area): faster, and said so in the report."""
+    if mutant.area == "rules":
+        return Selection(paths=("tests/rules", "tests/e2e"), keep=("tests/rules/", *ISOLATION_KEYWORDS))
+    stem = mutant.path.rsplit("/", 1)[-1].removesuffix(".py")
+    if mutant.area == "agents" and stem not in ("base", "__init__"):
+        return Selection(paths=ordered_e2e(root, SELF_TESTS), keep=(PIPELINE_SCENARIO,), keep_agents=(stem,))
+    return Selection(paths=ordered_e2e(root, SELF_TESTS))
+
+
+@dataclass
+class Deployed:
+    """What a mutant changed on the stack, so it can be put back."""
+
+    rules: str | None = None
+    clean: dict[str, str] = field(default_factory=dict)
+    mutant: dict[str, str] = field(default_factory=dict)
+
+
+def _overrides(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != FAULTS_ENV and v != REDACTED}
+
+
+def _drop_bytecode(path: Path) -> None:
+    """Remove cached bytecode of a file: a mutant's .pyc may match the restored source's size and second."""
+    for cached in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+        cached.unlink(missing_ok=True)
+
+
+class MutantRun:
+    """Deploys one mutant on the stack and puts the clean state back."""
+
+    def __init__(
+        self, control: StackControl, root: Path, mutant: Mutant, source: str, services: list[str]
+    ) -> None:
+        self.control = control
+        self.path = root / mutant.path
+        self.mutant = mutant
+        self.source = source
+        self.services = services
+        self.deployed = Deployed()
+
+    def apply(self) -> None:
+        """Write the mutant, deploy it; a Python file is restored once its services are ready."""
+        mutated = self.mutant.mutated(self.source)
+        if self.mutant.area == "rules":
+            self.path.write_text(mutated, encoding="utf-8")
+            self.deployed.rules = self.source
+            self.control.load_rules(mutated)
+            return
+        for service in self.services:
+            live = self.control.live_revision(service)
+            if live is None:
+                raise MutationError(f"{service} has no live revision")
+            self.deployed.clean[service] = live.id
+        _drop_bytecode(self.path)
+        self.path.write_text(mutated, encoding="utf-8")
+        try:
+            self._deploy_all()
+        finally:
+            self.path.write_text(self.source, encoding="utf-8")
+            _drop_bytecode(self.path)
+
+    def _deploy_all(self) -> None:
+        errors: dict[str, Exception] = {}
+
+        def deploy(service: str) -> None:
+            live = self.control.live_revision(service)
+            try:
+                revision = self.control.deploy_revision(
+                    service,
+                    _overrides(live.env if live else {}),
+                    route=False,
+                    ready_timeout=MUTANT_READY_TIMEOUT,
+                )
+                self.deployed.mutant[service] = revision.id
+            except (RevisionFailed, ControlError) as exc:
+                errors[service] = exc
+
+        threads = [threading.Thread(target=deploy, args=(s,)) for s in self.services]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise RevisionFailed(
+                "; ".join(f"{s}: {str(e).splitlines()[0]}" for s, e in sorted(errors.items()))
+            )
+        for service, revision_id in sorted(self.deployed.mutant.items()):
+            self.control.route(service, revision_id, stop_previous=False)
+
+    def restore(self) -> list[str]:
+        """Back to the clean file, rules and revisions; returns what could not be restored."""
+        problems: list[str] = []
+        if self.deployed.rules is not None:
+            self.path.write_text(self.source, encoding="utf-8")
+            try:
+                self.control.load_rules(self.source)
+            except ControlError as exc:
+                problems.append(f"rules: {exc}")
+        for service, revision_id in self.deployed.mutant.items():
+            try:
+                self.control.route(service, self.deployed.clean[service], stop_previous=True)
+            except ControlError as exc:
+                problems.append(f"{service}: {exc}")
+            # A mutant revision that never took traffic (another service's deploy failed) is stopped too.
+            left = self.control.service(service).find(revision_id)
+            if left is not None and left.state not in ("stopped", "failed"):
+                try:
+                    self.control.stop_revision(service, revision_id)
+                except ControlError as exc:
+                    problems.append(f"{service}: {exc}")
+        return problems
+
+
+def healthy(control: StackControl) -> list[str]:
+    """What does not answer: the router and every service's stable /readyz ([] when all do)."""
+    state = control.state
+    problems = []
+    if processes.http_status(state.router_admin_url + "/healthz", timeout=5) != 200:
+        problems.append("router")
+    for name, service in state.services.items():
+        status = processes.http_status(service.url + "/readyz", timeout=5)
+        if status != 200:
+            problems.append(f"{name} readyz {status or 'no answer'}")
+    return problems
+
+
+RunSuite = Callable[[Selection, Path], suite.SuiteRun]
+
+
+def judge(mutant: Mutant, run: suite.SuiteRun) -> tuple[str, list[str], str]:
+    """(status, tests that failed, first failure message) of one suite run against a mutant."""
+    if run.timed_out:
+        return report.TIMEOUT, [], f"the suite did not finish within {MUTANT_SUITE_TIMEOUT:.0f} s"
+    if run.failed and not run.broken:
+        first = run.failed[0]
+        return report.KILLED, run.failed, run.results[first].message
+    if run.green:
+        return report.SURVIVED, [], ""
+    return report.BROKEN, [], f"pytest exit {run.exit_code} with {len(run.results)} test reports"
+
+
+def run_mutant(
+    control: StackControl, root: Path, mutant: Mutant, source: str, services: list[str], run_suite: RunSuite
+) -> MutantResult:
+    """Deploy, run the suite, restore; the result of one mutant."""
+    started = time.monotonic()
+    out = RUNS_DIR / mutant.id.replace(":", "_")
+    result = MutantResult(
+        id=mutant.id,
+        area=mutant.area,
+        path=mutant.path,
+        line=mutant.line,
+        operator=mutant.operator,
+        description=mutant.description,
+        status=report.NOT_RUN,
+        diff=mutant.diff(source),
+        services=services,
+        output_dir=str(out),
+    )
+    deployment = MutantRun(control, root, mutant, source, services)
+    try:
+        try:
+            deployment.apply()
+        except RevisionFailed as exc:
+            # The release's own deploy step refuses a revision that never gets ready.
+            result.status, result.killed_by, result.message = (
+                report.KILLED,
+                ["deploy: revision never ready"],
+                str(exc)[:300],
+            )
+            return result
+        run = run_suite(mutant_selection(root, mutant), out)
+        result.status, result.killed_by, result.message = judge(mutant, run)
+    finally:
+        problems = deployment.restore()
+        problems += healthy(control)
+        result.seconds = round(time.monotonic() - started, 1)
+        if problems:
+            result.status = report.STACK_BROKE
+            result.reason = "; ".join(problems)[:500]
+    return result
+
+
+TESTS_MODE = {"value": "gate"}
+
+
+def mutant_selection(root: Path, mutant: Mutant) -> Selection:
+    """The tests run against a mutant: the gate's suite, or its area's tests with --tests area."""
+    return gate_selection(root) if TESTS_MODE["value"] == "gate" else area_selection(root, mutant)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m drills.mutation.runner", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--report", type=Path, required=True, help="the JSON report to write (.md beside it)")
+    parser.add_argument(
+        "--count", type=int, default=DEFAULT_COUNT, help=f"mutants to sample (default {DEFAULT_COUNT})"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default {DEFAULT_SEED})"
+    )
+    parser.add_argument("--areas", default=",".join(AREAS), help="comma list of areas to sample")
+    parser.add_argument(
+        "--tests",
+        choices=("gate", "area"),
+        default="gate",
+        help="gate: tests/e2e + tests/rules per mutant; area: the area's tests",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers per run")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="start no mutant after this long")
+    parser.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE, help="mutants judged equivalent")
+    parser.add_argument("--label", default="", help="a name for the report")
+    parser.add_argument("--command", default="", help="the command that started the run, for the report")
+    parser.add_argument("--list", action="store_true", help="print the sample and exit (no stack)")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the gate's green run before the mutants"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sample; 0 when every mutant was judged, 1 when the run could not finish, 2 on refusal."""
+    args = parse_args(argv)
+    TESTS_MODE["value"] = args.tests
+    try:
+        check_target()
+        candidates = collect(REPO_ROOT)
+        commit = check_tree(REPO_ROOT, sorted(candidates.sources))
+        judged = load_equivalent(args.equivalent)
+        sampled = choose(
+            candidates, args.count, args.seed, [a.strip() for a in args.areas.split(",") if a.strip()]
+        )
+    except (MutationError, SampleError) as exc:
+        print(f"mutation: {exc}", file=sys.stderr)
+        return 2
+    if args.list:
+        for mutant in sampled:
+            print(f"{mutant.id}  {mutant.description}")
+        print(f"{len(sampled)} of {len(candidates.mutants)} candidates (seed {args.seed}, commit {commit})")
+        return 0
+    started, wall = datetime.now(UTC), time.monotonic()
+    results: list[MutantResult] = []
+    reasons: list[str] = []
+    meta = {
+        "label": args.label or f"commit {commit}",
+        "commit": commit,
+        "seed": args.seed,
+        "count": args.count,
+        "sampled": len(sampled),
+        "candidates": len(candidates.mutants),
+        "trivially_equivalent": candidates.trivially_equivalent,
+        "invalid": candidates.invalid,
+        "tests": "tests/e2e + tests/rules (the gate), -x"
+        if args.tests == "gate"
+        else "the area's tests, -x (--tests area)",
+        "workers": args.workers,
+        "command": args.command,
+        "started_at": started.isoformat(timespec="seconds"),
+    }
+
+    def save() -> None:
+        meta.update(
+            seconds=round(time.monotonic() - wall, 1), reasons=reasons, complete=len(results) == len(sampled)
+        )
+        report.write(args.report, results, meta)
+
+    def run_suite(selection: Selection, out: Path) -> suite.SuiteRun:
+        return suite.run(
+            selection, STATE_FILE, out, workers=args.workers, timeout=MUTANT_SUITE_TIMEOUT, extra=["-x"]
+        )
+
+    _say(
+        f"{len(sampled)} mutants of {len(candidates.mutants)} candidates (seed {args.seed}, commit {commit})"
+    )
+    service_modules: dict[str, str] = {}
+    try:
+        with local_stack(STATE_FILE, say=_say) as control:
+            service_modules = {s.name: s.module for s in control.manifest.services}
+            if not args.no_baseline:
+                baseline = suite.run(
+                    gate_selection(REPO_ROOT), STATE_FILE, RUNS_DIR / "_baseline", workers=args.workers
+                )
+                meta["baseline"] = {
+                    "green": baseline.green,
+                    "tests": len(baseline.results),
+                    "failed": baseline.failed,
+                    "seconds": round(baseline.finished_at - baseline.started_at, 1),
+                }
+                _say(
+                    f"baseline: {len(baseline.failed)} failed of {len(baseline.results)} "
+                    f"in {round(baseline.finished_at - baseline.started_at)} s"
+                )
+                if not baseline.green:
+                    raise MutationError("the suite is red on the clean stack: no mutant can be judged")
+            for index, mutant in enumerate(sampled, start=1):
+                source = candidates.sources[mutant.path]
+                services = (
+                    []
+                    if mutant.area == "rules"
+                    else services_loading(REPO_ROOT, service_modules, mutant.path)
+                )
+                if mutant.id in judged:
+                    results.append(_unrun(mutant, source, services, report.EQUIVALENT, judged[mutant.id]))
+                elif args.budget_minutes is not None and time.monotonic() - wall > args.budget_minutes * 60:
+                    results.append(
+                        _unrun(mutant, source, services, report.NOT_RUN, "the time budget was spent")
+                    )
+                else:
+                    result = run_mutant(control, REPO_ROOT, mutant, source, services, run_suite)
+                    results.append(result)
+                    _say(
+                        f"[{index}/{len(sampled)}] {mutant.id}: {result.status} "
+                        f"in {result.seconds} s {result.reason}"
+                    )
+                    if result.status == report.STACK_BROKE:
+                        raise MutationError(f"the stack is not healthy after {mutant.id}: {result.reason}")
+                save()
+    except (MutationError, StackUnavailable, ControlError) as exc:
+        reasons.append(str(exc))
+        print(f"mutation: {exc}", file=sys.stderr)
+    finally:
+        done = {r.id for r in results}
+        for mutant in sampled:
+            if mutant.id not in done:
+                source = candidates.sources[mutant.path]
+                results.append(
+                    _unrun(mutant, source, [], report.NOT_RUN, reasons[-1] if reasons else "interrupted")
+                )
+        save()
+        _say(f"report: {args.report} ({args.report.with_suffix('.md')})")
+        print(report.score_line(report.read(args.report)))
+    return 1 if reasons else 0
+
+
+def _unrun(mutant: Mutant, source: str, services: list[str], status: str, reason: str) -> MutantResult:
+    return MutantResult(
+        id=mutant.id,
+        area=mutant.area,
+        path=mutant.path,
+        line=mutant.line,
+        operator=mutant.operator,
+        description=mutant.description,
+        status=status,
+        diff=mutant.diff(source),
+        services=services,
+        reason=reason,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
