@@ -83,7 +83,10 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.environment != "local",
         SESSION_COOKIE_NAME="imageflow_session",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
-        MAX_CONTENT_LENGTH=uploader.request_limit,
+        # Werkzeug refuses a body that reaches MAX_CONTENT_LENGTH when the server terminates the input
+        # (waitress), so a request of exactly the limit was refused: one byte of room keeps it readable,
+        # and refuse_oversized_body holds the declared length to the limit itself.
+        MAX_CONTENT_LENGTH=uploader.request_limit + 1,
     )
     install(
         app,
@@ -120,6 +123,11 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     def readyz() -> ResponseReturnValue:
         report = effective_readiness(settings)
         return jsonify(report), 200 if report["ready"] else 503
+
+    @app.before_request
+    def refuse_oversized_body() -> None:
+        if (request.content_length or 0) > uploader.request_limit:
+            raise RequestEntityTooLarge()
 
     @app.before_request
     def refuse_when_unconfigured() -> ResponseReturnValue | None:
