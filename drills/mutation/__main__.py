@@ -18,12 +18,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drills.mutation.report import LATEST
 from drills.mutation.runner import MARKER
 from stack.state import REPO_ROOT
 
 WORK_ROOT = Path("/tmp/imageflow-mutation")
 REPORTS = REPO_ROOT / "reports" / "mutation"
-LATEST = REPORTS / "latest.json"
 PACKAGE = Path(__file__).resolve().parent
 # Shared, read-only parts of a tree a work copy links to instead of copying.
 LINKED = ("node_modules", ".venv")

@@ -92,7 +92,8 @@ class _Collector(ast.NodeVisitor):
     def add(self, node: ast.expr | ast.stmt, replacement: str, operator: str, description: str) -> None:
         """Record a candidate replacing the node's text, parenthesised where the parent needs it."""
         parent = self.parents[-1] if self.parents else None
-        if isinstance(node, ast.expr) and not isinstance(parent, _STATEMENT_SLOTS):
+        atom = isinstance(node, ast.Constant | ast.Name | ast.Dict)
+        if isinstance(node, ast.expr) and not atom and not isinstance(parent, _STATEMENT_SLOTS):
             replacement = f"({replacement})"
         start, end = self.span(node)
         self.add_edit(node.lineno, Edit(start, end, replacement), operator, description)

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from drills.mutation.model import AREAS
+from stack.state import REPO_ROOT
+
+# The latest run's report (python -m drills.mutation copies every run's here); the fault drill shows it.
+LATEST = REPO_ROOT / "reports" / "mutation" / "latest.json"
 
 # Statuses: killed (a test failed, or the deploy refused the revision), survived (the suite was
 # green), equivalent (judged so, not run), timeout, broken (pytest could not run), stack-broke,
@@ -123,3 +127,13 @@ def score_line(doc: dict[str, Any]) -> str:
         if row["non_equivalent"] or area == "total"
     ]
     return f"mutants killed (commit {doc.get('commit', '?')}, seed {doc.get('seed')}): " + ", ".join(parts)
+
+
+def latest_summary(path: Path = LATEST) -> dict[str, Any] | None:
+    """The latest mutation run's score per area, for the fault drill's report (None when there is none)."""
+    doc = read(path)
+    if not doc.get("score"):
+        return None
+    keys = ("label", "commit", "seed", "sampled", "tests", "started_at", "complete")
+    summary = {k: doc.get(k) for k in keys}
+    return {"report": str(path), **summary, "score": doc["score"], "line": score_line(doc)}
