@@ -126,3 +126,12 @@ def benchmarks(session: nox.Session) -> None:
     `nox -s benchmarks -- [stack_start] [pipeline_latency] [suite_time]` (default: all of them).
     """
     session.run(PYTHON, "-m", "benchmarks", *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False, default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutants of the reference system against the release suite on a private copy; reports/mutation/.
+
+    `nox -s mutation -- [--rev HEAD] [--count 60] [--seed 9] [--tests gate|area] [--list]`.
+    """
+    session.run(PYTHON, "-m", "drills.mutation", *session.posargs, env=_env(), external=True)

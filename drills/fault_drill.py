@@ -288,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = _write(args.report, final, baseline, judged, started, state_file, args.workers)
             print(report.table(final))
             print(f"report: {path}")
+            mutation = report.read_document(path).get("mutation")
+            if mutation:
+                print(mutation["line"])
     for reason in reasons:
         print(f"fault drill: {reason}", file=sys.stderr)
     caught = sum(1 for r in final if r.caught)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drills.mutation import report as mutation_report
 from drills.suite import SuiteRun
 
 
@@ -148,6 +149,8 @@ def write(
             "seconds": round(baseline.finished_at - baseline.started_at, 1),
         },
         "rows": [asdict(r) for r in rows],
+        # Beside the switches: the score of the latest mutation run (python -m drills.mutation).
+        "mutation": mutation_report.latest_summary(),
     }
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     return path
