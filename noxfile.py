@@ -1,4 +1,4 @@
-"""Nox sessions: local e2e job, staging and production gates, rollback, plan, tests, lint.
+"""Nox sessions: local e2e job, staging and production gates, rollback, plan, tests, lint, fuzz.
 
 Every session runs with the project's .venv (no per-session virtualenv). Deploy sessions call
 `python -m deploy VERB`, which takes its options before `--` and hands everything else to pytest:
@@ -135,3 +135,14 @@ def mutation(session: nox.Session) -> None:
     `nox -s mutation -- [--rev HEAD] [--count 60] [--seed 9] [--tests gate|area] [--list]`.
     """
     session.run(PYTHON, "-m", "drills.mutation", *session.posargs, env=_env(), external=True)
+
+
+@nox.session(python=False, default=False)
+def fuzz(session: nox.Session) -> None:
+    """The property-based contract scenarios with a large random budget (hypothesis profile "fuzz").
+
+    `nox -s fuzz -- [pytest arguments, e.g. -k pushes --hypothesis-seed 7]`.
+    """
+    env = {**_env(), "IMAGEFLOW_HYPOTHESIS_PROFILE": "fuzz"}
+    scenarios = "tests/e2e/test_contract_properties.py"
+    session.run(PYTHON, "-m", "pytest", scenarios, *session.posargs, env=env, external=True)
