@@ -10,6 +10,7 @@ behaviour), f-strings, and `__repr__`-like methods.
 from __future__ import annotations
 
 import ast
+import functools
 import types
 
 from drills.mutation.model import Edit, Mutant
@@ -276,9 +277,16 @@ def python_equivalence(source: str, mutated: str) -> str | None:
         mutated_code = compile(mutated_tree, "<mutant>", "exec")
     except SyntaxError as exc:
         return f"invalid: {exc.msg}"
-    original_tree = ast.parse(source)
-    if ast.dump(original_tree) == ast.dump(mutated_tree):
+    original_dump, original_fingerprint = _original(source)
+    if original_dump == ast.dump(mutated_tree):
         return "equivalent: the AST is unchanged"
-    if _fingerprint(compile(original_tree, "<original>", "exec")) == _fingerprint(mutated_code):
+    if original_fingerprint == _fingerprint(mutated_code):
         return "equivalent: the bytecode is identical"
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _original(source: str) -> tuple[str, tuple[object, ...]]:
+    """The original file's AST dump and bytecode fingerprint (computed once for all its mutants)."""
+    tree = ast.parse(source)
+    return ast.dump(tree), _fingerprint(compile(tree, "<original>", "exec"))

@@ -25,7 +25,7 @@ class SampleError(ValueError):
 
 @dataclass
 class Candidates:
-    """Every mutant of a tree that can run, and those set apart as trivially equivalent or invalid."""
+    """Every candidate of a tree, and those of the sample set apart as trivially equivalent or invalid."""
 
     mutants: list[Mutant] = field(default_factory=list)
     trivially_equivalent: dict[str, str] = field(default_factory=dict)
@@ -47,22 +47,26 @@ def target_files(root: Path) -> list[str]:
 
 
 def collect(root: Path, paths: Sequence[str] | None = None) -> Candidates:
-    """Every candidate of the tree at root, each checked for trivial equivalence."""
+    """Every candidate of the tree at root (checked for equivalence only once sampled: compiling is slow)."""
     candidates = Candidates()
     for path in paths if paths is not None else target_files(root):
         source = (root / path).read_text(encoding="utf-8")
         candidates.sources[path] = source
         is_rules = path.endswith(".rules")
-        for mutant in rules_mutants(source, path) if is_rules else python_mutants(path, source):
-            mutated = mutant.mutated(source)
-            why = rules_equivalence(source, mutated) if is_rules else python_equivalence(source, mutated)
-            if why is None:
-                candidates.mutants.append(mutant)
-            elif why.startswith("invalid"):
-                candidates.invalid[mutant.id] = why
-            else:
-                candidates.trivially_equivalent[mutant.id] = why
+        candidates.mutants += rules_mutants(source, path) if is_rules else python_mutants(path, source)
     return candidates
+
+
+def set_apart(candidates: Candidates, mutant: Mutant) -> bool:
+    """True (and recorded) when the mutant is trivially equivalent or does not compile."""
+    source = candidates.sources[mutant.path]
+    mutated = mutant.mutated(source)
+    is_rules = mutant.path.endswith(".rules")
+    why = rules_equivalence(source, mutated) if is_rules else python_equivalence(source, mutated)
+    if why is None:
+        return False
+    (candidates.invalid if why.startswith("invalid") else candidates.trivially_equivalent)[mutant.id] = why
+    return True
 
 
 def quotas(available: Mapping[str, int], count: int) -> dict[str, int]:
@@ -94,10 +98,22 @@ def choose(candidates: Candidates, count: int, seed: int, areas: Sequence[str] =
     quota = quotas({area: len(pool[area]) for area in areas}, count)
     chosen: list[Mutant] = []
     for area in areas:
-        rng = random.Random(f"{seed}:{area}")
-        picked = rng.sample(pool[area], quota[area])
+        order = list(pool[area])
+        random.Random(f"{seed}:{area}").shuffle(order)
+        # In shuffled order, skipping (and recording) the trivially equivalent and the invalid.
+        picked = _take(candidates, order, quota[area])
         chosen += sorted(picked, key=lambda m: (m.path, m.line, m.id))
     return chosen
+
+
+def _take(candidates: Candidates, order: Sequence[Mutant], wanted: int) -> list[Mutant]:
+    picked: list[Mutant] = []
+    for mutant in order:
+        if len(picked) == wanted:
+            break
+        if not set_apart(candidates, mutant):
+            picked.append(mutant)
+    return picked
 
 
 def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
