@@ -21,6 +21,9 @@ from imageflow.manifest import AgentSpec
 
 RULES_API = "https://firebaserules.googleapis.com/v1"
 HTTP_TIMEOUT = 30.0
+# IAM principals that make a Cloud Run service public: an agent granting them anything would take
+# pushes (and any request) from anyone, not only from the push identity.
+PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
 # Alert policies the monitoring step keeps present and enabled (display name suffix -> condition).
 POLICIES: dict[str, dict[str, Any]] = {
@@ -588,7 +591,7 @@ class GcpExecutor:
         return path
 
     def checklist(self) -> str:
-        """Post-launch: every service ready, no emulator variables, deployed rules equal this commit's."""
+        """Post-launch: services ready, agents not public, no emulator settings, rules as this commit's."""
         token = self.shell.run(
             ["gcloud", "auth", "print-identity-token"], dry_stdout="<token>"
         ).stdout.strip()
@@ -604,11 +607,33 @@ class GcpExecutor:
                 problems.append(f"{name} runs with IMAGEFLOW_ENV={env.get('IMAGEFLOW_ENV')}")
             if env.get(service_config.TEST_FAILURES_KEY) and not self.env.allow_test_failures:
                 problems.append(f"{name} runs with {service_config.TEST_FAILURES_KEY} set")
+            if spec.name in self.manifest.agent_names:
+                problems += self.public_invokers(name)
             problems += self.readiness(name, str(service.get("status", {}).get("url", "")), token)
         problems += self.rules_match()
         if problems:
             raise StepFailed("; ".join(problems))
-        return "all services ready, no emulator settings, rules match"
+        return "all services ready, agents not public, no emulator settings, rules match"
+
+    def public_invokers(self, name: str) -> list[str]:
+        """An agent takes pushes from the push identity only: its IAM policy grants nothing to everyone."""
+        result = self.shell.run(
+            self.run_cmd("services", "get-iam-policy", name, "--format=json"), check=False, dry_stdout="{}"
+        )
+        if not result.ok:
+            return [f"cannot read the IAM policy of {name}: {last_line(result.stderr)}"]
+        try:
+            policy = json.loads(result.stdout or "{}")
+            bindings = policy.get("bindings") or [] if isinstance(policy, dict) else []
+            public = sorted(
+                f"{member} has {binding.get('role', '?')}"
+                for binding in bindings
+                for member in binding.get("members") or []
+                if member in PUBLIC_MEMBERS
+            )
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            return [f"the IAM policy of {name} is not a JSON policy"]
+        return [f"{name} is public ({', '.join(public)})"] if public else []
 
     def readiness(self, name: str, url: str, token: str) -> list[str]:
         """GET /readyz on one service: 200 and ready, on this environment, with no emulator hosts."""

@@ -247,6 +247,32 @@ def test_unready_service_after_promotion_rolls_everything_back(staging: FakeClou
     assert "imageflow-analysis not ready" in staging.record()["reason"]
 
 
+def test_a_public_agent_turns_the_checklist_red(staging: FakeCloud) -> None:
+    """An agent anyone may invoke (its IAM policy could not be tightened): red, rolled back, named."""
+    state = staging.state
+    state["services"]["imageflow-thumbnailer"]["public"] = True
+    state["iam_denied"] = True  # the deploy's --no-allow-unauthenticated only warns, as the real CLI does
+    staging.write(state)
+    code, _ = run("staging_e2e")
+    assert code == 1
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    reason = staging.record()["reason"]
+    assert "imageflow-thumbnailer is public (allUsers has roles/run.invoker)" in reason
+    assert "imageflow-dashboard is public" not in reason
+    assert not [s for s in SERVICES if s != "thumbnailer" and f"imageflow-{s} is public" in reason]
+
+
+def test_the_deploy_makes_every_agent_private_and_the_dashboard_public(staging: FakeCloud) -> None:
+    """A public agent left over from before is made private by the deploy; the checklist then sees it so."""
+    state = staging.state
+    state["services"]["imageflow-exif"]["public"] = True
+    staging.write(state)
+    code, output = run("staging_e2e")
+    assert code == 0, output
+    public = {name for name, service in staging.state["services"].items() if service.get("public")}
+    assert public == {"imageflow-dashboard"}
+
+
 def test_missing_secret_fails_before_any_change(staging: FakeCloud) -> None:
     """A secret without an enabled version: the plan stops at the secrets step, nothing to undo."""
     state = staging.state
