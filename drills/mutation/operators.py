@@ -4,7 +4,8 @@ Operators: comparison flip, and/or swap, `not` removal, constant replacement (nu
 True/False, strings emptied), `return None`, statement or call removal, swap of the first two
 positional arguments, dict-key drop, `if` condition forced True/False. Never mutated: docstrings,
 logging and print calls, type hints, `if TYPE_CHECKING:` blocks, `assert` (type narrowing, not
-behaviour), f-strings, and `__repr__`-like methods.
+behaviour), f-strings, `__repr__`-like methods, and fault switches with the branches they guard
+(off in every release; the fault drill owns them).
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def _is_logging_call(node: ast.AST) -> bool:
         name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
         return "log" in name.lower()
     return False
+
+
+def _is_fault_check(node: ast.AST) -> bool:
+    """A fault switch check (`self.faults.on("slow")`, `job.fault("leaks_gps")`): the fault drill's code."""
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+        return False
+    if node.func.attr == "fault":
+        return True
+    base = node.func.value
+    name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
+    return node.func.attr in ("on", "active") and name == "faults"
+
+
+def _needs_fault(test: ast.expr) -> bool:
+    """True when a condition can hold only with a fault switch on (so its branch never runs in a release)."""
+    if _is_fault_check(test):
+        return True
+    return (
+        isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) and any(map(_needs_fault, test.values))
+    )
 
 
 def _is_docstring(statement: ast.stmt, body: list[ast.stmt]) -> bool:
@@ -148,9 +169,18 @@ class _Collector(ast.NodeVisitor):
             self.add(node, "pass", "remove-call", f"call removed: {self.text(node.value)[:60]}")
         self.generic_visit(node)
 
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        """A conditional expression on a fault switch: only its release side is mutated."""
+        if _needs_fault(node.test):
+            self.parents.append(node)
+            self.visit(node.orelse)
+            self.parents.pop()
+            return
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
-        """Swap the first two positional arguments when they differ; never inside logging calls."""
-        if _is_logging_call(node):
+        """Swap the first two positional arguments if they differ; never in logging calls or fault checks."""
+        if _is_logging_call(node) or _is_fault_check(node):
             return
         positional = [a for a in node.args if not isinstance(a, ast.Starred)]
         if len(node.args) >= 2 and positional[:2] == node.args[:2]:
@@ -170,8 +200,16 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_If(self, node: ast.If) -> None:
-        """Force the condition True and False; `if TYPE_CHECKING:` blocks are skipped."""
+        """Force the condition True and False; `if TYPE_CHECKING:` and fault-switch branches are skipped."""
         if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return
+        negated = isinstance(node.test, ast.UnaryOp) and isinstance(node.test.op, ast.Not)
+        if _needs_fault(node.test) or (negated and _needs_fault(node.test.operand)):  # type: ignore[attr-defined]
+            # A branch that runs only with a fault switch on is never part of a release.
+            self.parents.append(node)
+            for statement in node.orelse if not negated else node.body:
+                self.visit(statement)
+            self.parents.pop()
             return
         self.parents.append(node)
         for forced in ("True", "False"):

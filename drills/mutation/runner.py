@@ -39,6 +39,7 @@ from drills.mutation.sample import (
     choose,
     collect,
     load_equivalent,
+    run_order,
 )
 from stack import processes
 from stack.control import ControlError, RevisionFailed, StackControl
@@ -47,7 +48,8 @@ from stack.state import REPO_ROOT
 
 MARKER = ".mutation-work-copy"
 STATE_FILE = REPO_ROOT / ".stack" / "mutation" / "stack.json"
-RUNS_DIR = REPO_ROOT / ".stack" / "mutation" / "runs"
+# Not .stack/mutation/runs: that is where the stack keeps its own run directories (and sweeps them).
+RUNS_DIR = REPO_ROOT / ".stack" / "mutation" / "mutants"
 MUTANT_READY_TIMEOUT = 60.0
 MUTANT_SUITE_TIMEOUT = 600.0
 # The suite's tests of its own reports and test-user fixtures: they prove the suite, not the system.
@@ -408,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if not baseline.green:
                     raise MutationError("the suite is red on the clean stack: no mutant can be judged")
-            for index, mutant in enumerate(sampled, start=1):
+            for index, mutant in enumerate(run_order(sampled), start=1):
                 source = candidates.sources[mutant.path]
                 services = (
                     []

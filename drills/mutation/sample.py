@@ -131,3 +131,14 @@ def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
             raise SampleError(f"{path}: every [[equivalent]] needs an id and a one-line reason: {entry}")
         judged[mutant_id] = reason.strip()
     return judged
+
+
+def run_order(mutants: Sequence[Mutant]) -> list[Mutant]:
+    """Areas taken in turn, so a run stopped by its time budget has judged a stratified part of the sample."""
+    queues = {area: [m for m in mutants if m.area == area] for area in AREAS}
+    ordered: list[Mutant] = []
+    while any(queues.values()):
+        for area in AREAS:
+            if queues[area]:
+                ordered.append(queues[area].pop(0))
+    return ordered

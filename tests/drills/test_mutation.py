@@ -164,6 +164,8 @@ def test_sampling_is_deterministic_and_stratified(tmp_path: Path) -> None:
     assert first != other
     areas = [m.area for m in sample.choose(candidates, 20, seed=3)]
     assert {a: areas.count(a) for a in set(areas)} == {"agents": 5, "workflow": 5, "dashboard": 5, "rules": 5}
+    ordered = [m.area for m in sample.run_order(sample.choose(candidates, 20, seed=3))]
+    assert ordered[:4] == ["agents", "workflow", "dashboard", "rules"], "a budget cut would skip whole areas"
 
 
 def test_quota_gives_a_small_area_s_share_to_the_others() -> None:
@@ -280,3 +282,21 @@ def test_refuses_a_non_local_target(monkeypatch: pytest.MonkeyPatch) -> None:
         runner.check_target()
     monkeypatch.setenv("IMAGEFLOW_TARGET", "local")
     runner.check_target()
+
+
+def test_fault_switch_branches_are_left_to_the_fault_drill() -> None:
+    source = textwrap.dedent(
+        """\
+        def run(self, job):
+            if self.faults.on("slow"):
+                wait(1)
+            else:
+                go(2)
+            if not job.fault("not_written"):
+                write(3)
+            return () if self.faults.on("early") else compute(4)
+        """
+    )
+    lines = {m.line for m in python_mutants("imageflow/agents/a.py", source)}
+    assert lines == {5, 7, 8}, "only the release side of each fault switch is mutated"
+    assert all("slow" not in m.description for m in python_mutants("imageflow/agents/a.py", source))
