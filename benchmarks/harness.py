@@ -142,6 +142,11 @@ class DashboardUser:
         )
         if answer.status_code not in (302, 303):
             raise BenchmarkError(f"registration of {self.email} answered {answer.status_code}")
+        # The API's state-changing calls carry the session's CSRF token.
+        session = self.http.get(f"{self.base}/api/session", timeout=HTTP_TIMEOUT_SECONDS)
+        if session.status_code != 200:
+            raise BenchmarkError(f"GET /api/session after registration answered {session.status_code}")
+        self.http.headers["X-CSRF-Token"] = str(session.json()["csrf_token"])
 
     def upload(self, files: Sequence[tuple[str, bytes]]) -> list[str]:
         """POST /api/uploads; the accepted workflow ids (BenchmarkError when none was accepted)."""

@@ -95,6 +95,10 @@ class Uploader(HttpUser):
         self._form("/register", {"confirm_password": self._password}, "register")
         self.client.post("/logout", data={"csrf_token": self._csrf("/")}, name="POST /logout")
         self._form("/login", {"next": "/"}, "login")
+        # The API's state-changing calls carry the session's CSRF token.
+        session = self.client.get("/api/session", name="GET /api/session")
+        if session.ok:
+            self.client.headers["X-CSRF-Token"] = str(session.json().get("csrf_token", ""))
 
     def _csrf(self, path: str) -> str:
         page = self.client.get(path, name=f"GET {path}")

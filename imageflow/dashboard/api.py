@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from imageflow.dashboard.documents import jsonable, summary
 from imageflow.dashboard.firestore_rest import NotFound
 from imageflow.dashboard.services import services
-from imageflow.dashboard.sessions import login_required, same_origin, user
+from imageflow.dashboard.sessions import csrf_token, login_required, require_csrf, same_origin, user
 from imageflow.dashboard.views import handle_upload, list_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -23,9 +23,11 @@ def create_uploads() -> ResponseReturnValue:
 
     Nothing accepted: 400 (every file refused for what it is), or 503 when the service failed one.
     """
-    # The session cookie is SameSite=Lax; refusing foreign origins as well closes the remaining gap.
+    # The session cookie is SameSite=Lax and foreign origins are refused; the session's CSRF token
+    # (X-CSRF-Token, from GET /api/session) covers what neither sees, e.g. a same-site page sending no Origin.
     if not same_origin():
         return jsonify(error="cross-origin request refused"), 403
+    require_csrf()
     accepted, refused = handle_upload(user())
     body: dict[str, Any] = {
         "accepted": [{"filename": a.filename, "workflow_id": a.workflow_id} for a in accepted],
@@ -56,3 +58,10 @@ def get_workflow(workflow_id: str) -> ResponseReturnValue:
     except NotFound:
         return jsonify(error="Upload not found"), 404
     return jsonify(jsonable(doc))
+
+
+@api.get("/session")
+@login_required
+def get_session() -> ResponseReturnValue:
+    """Who is signed in, and the session's CSRF token for the API's state-changing calls."""
+    return jsonify(email=user().email, csrf_token=csrf_token())

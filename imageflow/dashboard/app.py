@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -17,8 +17,11 @@ from imageflow.dashboard import faults, multipart
 from imageflow.dashboard.api import api
 from imageflow.dashboard.auth import AuthClient
 from imageflow.dashboard.firestore_rest import FirestoreReader, FirestoreUnavailable
+from imageflow.dashboard.ratelimit import RateLimiter, limits_from_environment
 from imageflow.dashboard.services import Services, install
-from imageflow.dashboard.sessions import csrf_token, current_user
+from imageflow.dashboard.session_store import LIFETIME, SessionStore, SessionStoreUnavailable
+from imageflow.dashboard.sessions import Security, csrf_token, current_user
+from imageflow.dashboard.sessions import install as install_security
 from imageflow.dashboard.uploads import Uploader, human_size
 from imageflow.dashboard.views import pages
 
@@ -26,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # Routes that answer even when the service is not configured: probes and static files.
 ALWAYS_OPEN = ("/healthz", "/readyz", "/static/")
-SESSION_LIFETIME = timedelta(days=7)
 # Everything the pages use is served from here: no inline script, no third-party origin.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -82,7 +84,8 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.environment != "local",
         SESSION_COOKIE_NAME="imageflow_session",
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # The cookie outlives no session: the server ends it earlier on logout, idleness or expiry.
+        PERMANENT_SESSION_LIFETIME=LIFETIME,
         # Werkzeug refuses a body that reaches MAX_CONTENT_LENGTH when the server terminates the input
         # (waitress), so a request of exactly the limit was refused: one byte of room keeps it readable,
         # and refuse_oversized_body holds the declared length to the limit itself.
@@ -98,12 +101,24 @@ def create_app(settings: config.Settings | None = None) -> Flask:
             uploader=uploader,
         ),
     )
+    install_security(
+        app,
+        Security(
+            store=SessionStore(settings.project),
+            limiter=RateLimiter(settings.project),
+            limits=limits_from_environment(),
+        ),
+    )
     app.register_blueprint(pages)
     app.register_blueprint(api)
 
     @app.context_processor
     def inject() -> dict[str, Any]:
-        found = current_user() if request.endpoint not in (None, "static") else None
+        found = None
+        if request.endpoint not in (None, "static"):
+            # The page that says the session store is down must not need it.
+            with contextlib.suppress(SessionStoreUnavailable):
+                found = current_user()
         return {"current_user": found, "csrf_token": csrf_token, "max_file_size": human_size(uploader.limit)}
 
     @app.after_request
@@ -153,6 +168,14 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     def firestore_down(exc: FirestoreUnavailable) -> ResponseReturnValue:
         log.error("firestore unavailable: %s", exc)
         message = "Your images cannot be read right now. Please try again shortly."
+        if _wants_json():
+            return jsonify(error=message), 503
+        return render_template("error.html", title="Temporarily unavailable", message=message), 503
+
+    @app.errorhandler(SessionStoreUnavailable)
+    def sessions_down(exc: SessionStoreUnavailable) -> ResponseReturnValue:
+        log.error("session store unavailable: %s", exc)
+        message = "Sign-in is unavailable right now. Please try again shortly."
         if _wants_json():
             return jsonify(error=message), 503
         return render_template("error.html", title="Temporarily unavailable", message=message), 503

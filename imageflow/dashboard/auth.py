@@ -47,16 +47,6 @@ class Tokens:
     refresh_token: str
     expires_at: float
 
-    def as_session(self) -> dict[str, Any]:
-        """The session fields (the cookie is signed; tokens never reach logs or pages)."""
-        return {
-            "uid": self.uid,
-            "email": self.email,
-            "id_token": self.id_token,
-            "refresh_token": self.refresh_token,
-            "expires_at": self.expires_at,
-        }
-
 
 def valid_email(email: str) -> bool:
     """True when email looks like an address worth sending to Auth."""

@@ -1,4 +1,12 @@
-"""The signed-in user in the session cookie: login, logout, token refresh, CSRF and safe redirects."""
+"""The signed-in user: login, logout, token refresh, CSRF and safe redirects, on a server-side session.
+
+The browser's cookie (Flask's signed ``imageflow_session``) holds a random session id and what an
+anonymous visitor needs (the login form's CSRF token, one-shot messages): never a token. The
+user's ID and refresh tokens and the session's CSRF token live in the session document
+(imageflow/dashboard/session_store.py, which says why a document rather than a Firebase session
+cookie); logout deletes it, so a copy of the cookie is worthless afterwards, and a login always
+starts a new id, so a cookie planted before login is never promoted.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +19,42 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import abort, jsonify, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, jsonify, make_response, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
 from imageflow.dashboard.auth import EXPIRY_MARGIN_SECONDS, AuthError, Tokens
+from imageflow.dashboard.ratelimit import RateLimiter, RateLimits
 from imageflow.dashboard.services import services
+from imageflow.dashboard.session_store import SessionStore, StoredSession
 
 CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-USER_KEYS = ("uid", "email", "id_token", "refresh_token", "expires_at")
+SESSION_ID_KEY = "sid"
+EXTENSION_KEY = "imageflow.sessions"
+_ACTIVE = "imageflow_active_session"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Security:
+    """The app's session store, rate limiter and limits."""
+
+    store: SessionStore
+    limiter: RateLimiter
+    limits: RateLimits
+
+
+def install(app: Flask, security: Security) -> None:
+    """Attach the session store and rate limits to the app."""
+    app.extensions[EXTENSION_KEY] = security
+
+
+def security() -> Security:
+    """The session store and rate limits of the current app."""
+    found: Security = current_app.extensions[EXTENSION_KEY]
+    return found
 
 
 @dataclass(frozen=True)
@@ -35,40 +67,71 @@ class User:
 
 
 def log_in(tokens: Tokens) -> None:
-    """Start a fresh session for these tokens (a new CSRF token too: no session fixation)."""
+    """Start a new server-side session for these tokens; any earlier one of this browser ends."""
+    store = security().store
+    previous = session.get(SESSION_ID_KEY)
+    if previous:
+        store.delete(str(previous))
     session.clear()
-    session.update(tokens.as_session())
-    session[CSRF_KEY] = secrets.token_urlsafe(32)
+    session_id, stored = store.create(tokens)
+    session[SESSION_ID_KEY] = session_id
     session.permanent = True
+    setattr(g, _ACTIVE, (session_id, stored))
 
 
 def log_out() -> None:
-    """Forget the user and their tokens."""
+    """End the session server-side and forget it in the cookie."""
+    session_id = session.get(SESSION_ID_KEY)
+    if session_id:
+        security().store.delete(str(session_id))
     session.clear()
+    setattr(g, _ACTIVE, None)
+
+
+def _active() -> tuple[str, StoredSession] | None:
+    """The live server-side session of this request (read once per request)."""
+    if hasattr(g, _ACTIVE):
+        found: tuple[str, StoredSession] | None = getattr(g, _ACTIVE)
+        return found
+    session_id = session.get(SESSION_ID_KEY)
+    stored = security().store.get(str(session_id)) if session_id else None
+    if session_id and stored is None:
+        session.pop(SESSION_ID_KEY, None)  # ended or expired: stop asking for it
+    active = (str(session_id), stored) if stored is not None else None
+    setattr(g, _ACTIVE, active)
+    return active
 
 
 def current_user() -> User | None:
     """The signed-in user, refreshing the ID token first when it is about to expire."""
-    if not session.get("uid") or not session.get("id_token"):
+    active = _active()
+    if active is None:
         return None
-    if float(session.get("expires_at", 0)) - EXPIRY_MARGIN_SECONDS < time.time():
+    session_id, stored = active
+    if stored.token_expires_at - EXPIRY_MARGIN_SECONDS < time.time():
         try:
-            tokens = services().auth.refresh(
-                str(session.get("refresh_token", "")), str(session.get("email", ""))
-            )
+            tokens = services().auth.refresh(stored.refresh_token, stored.email)
         except AuthError:
             log_out()
             return None
-        for key, value in tokens.as_session().items():
-            if key != "email" or value:
-                session[key] = value
-    return User(
-        uid=str(session["uid"]), email=str(session.get("email", "")), id_token=str(session["id_token"])
-    )
+        security().store.update_tokens(session_id, tokens)
+        stored = StoredSession(
+            **{
+                **stored.__dict__,
+                "id_token": tokens.id_token,
+                "refresh_token": tokens.refresh_token,
+                "token_expires_at": tokens.expires_at,
+            }
+        )
+        setattr(g, _ACTIVE, (session_id, stored))
+    return User(uid=stored.uid, email=stored.email, id_token=stored.id_token)
 
 
 def csrf_token() -> str:
-    """This session's CSRF token, created on first use."""
+    """The CSRF token of the signed-in session, or of an anonymous visitor (created on first use)."""
+    active = _active()
+    if active is not None:
+        return active[1].csrf
     token = session.get(CSRF_KEY)
     if not token:
         token = secrets.token_urlsafe(32)
@@ -78,7 +141,8 @@ def csrf_token() -> str:
 
 def csrf_valid() -> bool:
     """True when the request carries this session's CSRF token (form field or header)."""
-    expected = session.get(CSRF_KEY)
+    active = _active()
+    expected = active[1].csrf if active is not None else session.get(CSRF_KEY)
     sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
     return bool(expected) and hmac.compare_digest(str(expected), sent)
 
@@ -119,8 +183,10 @@ def login_required(view: F) -> F:
 
 
 def require_csrf() -> None:
-    """Abort with 400 when a state-changing form post lacks this session's token."""
+    """Abort with 400 when a state-changing request lacks this session's token."""
     if not csrf_valid():
+        if request.path.startswith("/api/"):
+            abort(make_response(jsonify(error="missing or wrong CSRF token"), 400))
         abort(Response("The form has expired. Please reload the page and try again.", status=400))
 
 
@@ -130,3 +196,10 @@ def user() -> User:
     if found is None:
         abort(401)
     return found
+
+
+def client_address() -> str:
+    """The caller's address: the last hop the front proxy recorded (the router locally), else the peer."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    return hops[-1] if hops else str(request.remote_addr or "")

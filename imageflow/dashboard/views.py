@@ -14,9 +14,11 @@ from imageflow.config import lane_or_empty
 from imageflow.dashboard import auth, faults
 from imageflow.dashboard.documents import filename, is_terminal, step_rows, thumbnail_candidates
 from imageflow.dashboard.firestore_rest import NotFound, sort_newest_first
+from imageflow.dashboard.ratelimit import Limit
 from imageflow.dashboard.services import services
 from imageflow.dashboard.sessions import (
     User,
+    client_address,
     csrf_valid,
     current_user,
     log_in,
@@ -24,6 +26,7 @@ from imageflow.dashboard.sessions import (
     login_required,
     require_csrf,
     safe_next,
+    security,
     user,
 )
 from imageflow.dashboard.uploads import Accepted, IncomingFile, Refused
@@ -36,11 +39,36 @@ EXPIRED_FORM = "The form has expired. Please try again."
 LANE_HEADER = "X-Imageflow-Lane"
 FLASH_STATUS = "status"
 FLASH_UPLOAD_ERROR = "upload-error"
+TOO_MANY = "Too many attempts. Please wait {seconds} seconds and try again."
+# Counter kinds of the rate limiter: an email address, a client address.
+ACCOUNT = "account"
+LOGIN_CLIENT = "login-ip"
+REGISTER_CLIENT = "register-ip"
 
 
 def _form_page(template: str, errors: dict[str, str], status: int, **context: object) -> tuple[str, int]:
     """Re-render a form with its errors: per field and all of them in the form-level summary."""
     return render_template(template, errors=errors, **context), status
+
+
+def _blocked(checks: list[tuple[str, str, Limit]]) -> int | None:
+    """The longest wait any of these (kind, key, limit) counters imposes, or None when none is full."""
+    limiter = security().limiter
+    waits = [w for kind, key, limit in checks if (w := limiter.retry_after(kind, key, limit)) is not None]
+    return max(waits) if waits else None
+
+
+def _count(checks: list[tuple[str, str, Limit]]) -> None:
+    """Count one event on each of these counters."""
+    limiter = security().limiter
+    for kind, key, limit in checks:
+        limiter.hit(kind, key, limit)
+
+
+def _too_many(template: str, seconds: int, **context: object) -> ResponseReturnValue:
+    """429 with Retry-After, as the form page with its message."""
+    body, _ = _form_page(template, {"form": TOO_MANY.format(seconds=seconds)}, 429, **context)
+    return body, 429, {"Retry-After": str(seconds)}
 
 
 @pages.get("/register")
@@ -68,6 +96,14 @@ def register_submit() -> ResponseReturnValue:
         errors["confirm"] = auth.PASSWORDS_DIFFER
     if errors:
         return _form_page("register.html", errors, 400, email=email)
+    limits = security().limits
+    per_client = [(REGISTER_CLIENT, client_address(), limits.register_ip)]
+    per_account = [(ACCOUNT, email.lower(), limits.login_account)]
+    wait = _blocked(per_client + per_account)
+    if wait is not None:
+        log.info("registration refused: rate limited")
+        return _too_many("register.html", wait, email=email)
+    _count(per_client)
     svc = services()
     if svc.settings.fault(faults.REGISTRATION_BROKEN):
         # As an unreachable Auth would look: a form error with a gateway status, never a crash.
@@ -76,6 +112,8 @@ def register_submit() -> ResponseReturnValue:
         tokens = svc.auth.sign_up(email, password)
     except auth.AuthError as exc:
         log.info("registration refused: %s", exc.code)
+        if exc.code == "EMAIL_EXISTS":
+            _count(per_account)  # probing for accounts counts like a wrong password
         status = 409 if exc.code == "EMAIL_EXISTS" else 400 if exc.field != "form" else 502
         return _form_page("register.html", {exc.field: exc.message}, status, email=email)
     log_in(tokens)
@@ -106,6 +144,15 @@ def login_submit() -> ResponseReturnValue:
         errors["password"] = "Enter your password."
     if errors:
         return _form_page("login.html", errors, 400, email=email, next=target)
+    limits = security().limits
+    counters = [
+        (ACCOUNT, email.lower(), limits.login_account),
+        (LOGIN_CLIENT, client_address(), limits.login_ip),
+    ]
+    wait = _blocked(counters)
+    if wait is not None:
+        log.info("login refused: rate limited")
+        return _too_many("login.html", wait, email=email, next=target)
     svc = services()
     try:
         tokens = svc.auth.sign_in(email, password)
@@ -113,6 +160,8 @@ def login_submit() -> ResponseReturnValue:
         wrong_password = exc.code in ("INVALID_PASSWORD", "INVALID_LOGIN_CREDENTIALS")
         if not (wrong_password and svc.settings.fault(faults.LOGIN_ACCEPTS_WRONG_PASSWORD)):
             log.info("login refused: %s", exc.code)
+            if exc.message == auth.WRONG_CREDENTIALS:
+                _count(counters)
             status = 401 if exc.message == auth.WRONG_CREDENTIALS else 502
             return _form_page("login.html", {"form": exc.message}, status, email=email, next=target)
         try:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
+from google.cloud import firestore
 
 from fixtures.dashboard import DashboardClient, SignedIn, element_text, text
 from fixtures.reporting import labels
 from fixtures.users import IdentityToolkit, TestUser
+from imageflow import clients
 from imageflow.dashboard import auth
+from imageflow.dashboard.session_store import COLLECTION, document_id
+from stack.state import StackState
 
 pytestmark = [pytest.mark.system]
 
@@ -203,23 +207,34 @@ def test_login_never_redirects_off_site(
     )
 
 
+def _session_document(local_stack: StackState, session_id: str) -> firestore.DocumentReference:
+    """The server-side session document of a session id (admin client)."""
+    return (
+        clients.firestore_client(local_stack.project).collection(COLLECTION).document(document_id(session_id))
+    )
+
+
 @labels("dashboard", "sessions")
-def test_expired_id_token_is_refreshed(signed_in: SignedIn) -> None:
-    with signed_in.client.http.session_transaction() as cookie:
-        cookie["expires_at"] = 0  # as if the hour of the ID token had passed
+def test_expired_id_token_is_refreshed(signed_in: SignedIn, local_stack: StackState) -> None:
+    session_id, before = signed_in.client.server_session()
+    # As if the hour of the ID token had passed.
+    _session_document(local_stack, session_id).update({"token_expires_at": 0})
     response = signed_in.client.http.get("/api/uploads")
     assert response.status_code == 200
-    with signed_in.client.http.session_transaction() as cookie:
-        assert cookie["expires_at"] > time.time() + 600, "the ID token was not refreshed"
-        assert cookie["uid"] == signed_in.user.uid
+    _, after = signed_in.client.server_session()
+    assert after.token_expires_at > time.time() + 600, "the ID token was not refreshed"
+    assert after.uid == signed_in.user.uid
+    assert after.csrf == before.csrf, "a token refresh replaced the session's CSRF token"
 
 
 @labels("dashboard", "sessions")
-def test_session_that_cannot_refresh_is_logged_out(signed_in: SignedIn) -> None:
-    with signed_in.client.http.session_transaction() as cookie:
-        cookie["expires_at"] = 0
-        cookie["refresh_token"] = "revoked-or-garbage"
+def test_session_that_cannot_refresh_is_logged_out(signed_in: SignedIn, local_stack: StackState) -> None:
+    session_id, _ = signed_in.client.server_session()
+    _session_document(local_stack, session_id).update(
+        {"token_expires_at": 0, "refresh_token": "revoked-or-garbage"}
+    )
     response = signed_in.client.http.get("/")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/"
     assert signed_in.client.http.get("/api/uploads").status_code == 401
+    assert not _session_document(local_stack, session_id).get().exists, "the dead session was kept"

@@ -80,8 +80,8 @@ def test_secrets_never_in_responses_or_logs(
     bodies.append(text(dashboard.logout()))
     bodies.append(text(dashboard.login(user.email, user.password + "wrong")))
     bodies.append(text(dashboard.login(user.email, user.password)))
-    with dashboard.http.session_transaction() as cookie:
-        tokens = {"id token": str(cookie["id_token"]), "refresh token": str(cookie["refresh_token"])}
+    _, stored = dashboard.server_session()
+    tokens = {"id token": stored.id_token, "refresh token": stored.refresh_token}
     upload = dashboard.upload_api([FilePart("a.jpg", images.plain_jpeg(), "image/jpeg")])
     bodies.append(text(upload))
     workflow_id = upload.get_json()["accepted"][0]["workflow_id"]

@@ -102,10 +102,8 @@ def test_reads_go_through_the_rules_with_the_users_token(
     alice, bob = signed_in_factory(), signed_in_factory()
     workflow_id = upload_one(alice)
     reader = FirestoreReader(local_stack.project)
-    with alice.client.http.session_transaction() as cookie:
-        alice_token = str(cookie["id_token"])
-    with bob.client.http.session_transaction() as cookie:
-        bob_token = str(cookie["id_token"])
+    alice_token = alice.client.server_session()[1].id_token
+    bob_token = bob.client.server_session()[1].id_token
     assert reader.get_workflow(alice_token, workflow_id)["owner"] == alice.user.uid
     with pytest.raises(NotFound):
         reader.get_workflow(bob_token, workflow_id)
