@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import select
 import signal
 import sys
 import threading
@@ -141,6 +142,31 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(length) if length else b""
 
 
+BODY_SEND_CHUNK_BYTES = 64 * 1024
+
+
+def _send_body(connection: http.client.HTTPConnection, body: bytes) -> None:
+    """Send the body unless the upstream answers first (as a proxy does for an early 413).
+
+    An upstream that refuses a body from its headers answers and closes without reading the rest;
+    sending on would fail with a broken pipe and lose its answer, so sending stops at the first
+    byte of an answer or at a send error, and the answer already sent is what gets relayed.
+    """
+    sock = connection.sock
+    if not body or sock is None:
+        return
+    view = memoryview(body)
+    sent = 0
+    while sent < len(view):
+        readable, writable, _ = select.select([sock], [sock], [], UPSTREAM_TIMEOUT_SECONDS)
+        if readable or not writable:
+            return
+        try:
+            sent += sock.send(view[sent : sent + BODY_SEND_CHUNK_BYTES])
+        except OSError:
+            return
+
+
 def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestHandler]:
     """A request handler class that forwards everything to the service's live upstream."""
 
@@ -181,7 +207,8 @@ def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestH
                     connection.putheader("Content-Length", str(len(body)))
                 connection.putheader("X-Forwarded-For", self.client_address[0])
                 connection.putheader("X-Forwarded-Proto", "http")
-                connection.endheaders(body or None)
+                connection.endheaders()
+                _send_body(connection, body)
                 response = connection.getresponse()
                 payload = response.read()
                 self.send_response_only(response.status, response.reason)

@@ -78,3 +78,39 @@ class FirestoreRest:
 def string(value: str) -> dict[str, str]:
     """A Firestore REST string value."""
     return {"stringValue": value}
+
+
+@dataclass(frozen=True)
+class EmulatorAdmin:
+    """The Firestore emulator's own endpoints for one project: rules, rules coverage, data reset."""
+
+    host: str
+    project: str
+
+    @property
+    def base(self) -> str:
+        """The emulator's per-project admin URL."""
+        return f"http://{self.host}/emulator/v1/projects/{self.project}"
+
+    def load_rules(self, text: str) -> None:
+        """Load rules for this project only (other projects keep theirs)."""
+        body = {"rules": {"files": [{"name": "firestore.rules", "content": text}]}}
+        response = requests.put(f"{self.base}:securityRules", json=body, timeout=HTTP_TIMEOUT_SECONDS)
+        assert response.status_code == 200, f"the emulator refused the rules: {response.text[:300]}"
+
+    def coverage(self) -> dict[str, Any]:
+        """The rules coverage report as JSON: per expression, the values it evaluated to and how often."""
+        response = requests.get(f"{self.base}:ruleCoverage", timeout=HTTP_TIMEOUT_SECONDS)
+        assert response.status_code == 200, f"no rules coverage report: {response.status_code}"
+        report: dict[str, Any] = response.json()
+        return report
+
+    def coverage_html(self) -> str:
+        """The rules coverage report as the emulator's HTML page."""
+        response = requests.get(f"{self.base}:ruleCoverage.html", timeout=HTTP_TIMEOUT_SECONDS)
+        assert response.status_code == 200, f"no rules coverage page: {response.status_code}"
+        return response.text
+
+    def clear(self) -> None:
+        """Delete every document of this project."""
+        requests.delete(f"{self.base}/databases/(default)/documents", timeout=HTTP_TIMEOUT_SECONDS)

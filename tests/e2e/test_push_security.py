@@ -1,0 +1,196 @@
+"""Agents accept a push only from the push identity, and refuse an oversized body, changing nothing.
+
+A push straight at an agent's URL, naming a workflow the test owns, is what an attacker who knows
+(or guesses) a workflow id would send. On Cloud Run the platform's IAM check refuses it (401/403:
+the agents are not public, the post-launch checklist proves it); on the local stack the agent
+refuses it unless it carries the verification token the stack's push subscriptions send.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import allure
+import pytest
+import requests
+from pipeline_checks import completed
+
+from fixtures.firestore import WorkflowWatcher
+from fixtures.images import MakeImage
+from fixtures.reporting import labels
+from fixtures.target import Target
+from fixtures.uploads import ApiSession, accepted_ids
+from fixtures.users import TestUser
+from imageflow.manifest import Manifest
+from stack import localsecrets
+
+pytestmark = [pytest.mark.e2e, pytest.mark.security]
+
+HTTP_TIMEOUT_SECONDS = 15
+# What refuses an unauthenticated push: the agent itself locally, Cloud Run's IAM check elsewhere.
+REFUSED = (401, 403)
+# Past the agents' 64 KiB limit, well within what the router and Cloud Run take (32 MiB).
+OVERSIZED_BYTES = 1024 * 1024
+
+
+def push_envelope(workflow_id: str, owner: str, padding: int = 0) -> bytes:
+    """A well-formed Pub/Sub push naming the workflow (padded in an attribute to a given size)."""
+    data = base64.b64encode(json.dumps({"workflow_id": workflow_id, "owner": owner}).encode()).decode()
+    attributes = {"pad": "a" * padding} if padding else {}
+    message = {"data": data, "attributes": attributes, "messageId": f"push-security-{workflow_id}"}
+    return json.dumps({"message": message, "subscription": "projects/p/subscriptions/s"}).encode()
+
+
+def agent_urls(target: Target, manifest: Manifest) -> dict[str, str]:
+    """The URL of every manifest agent the target names (pushes go straight there)."""
+    return {
+        name: target.service_urls[name].rstrip("/")
+        for name in manifest.agent_names
+        if target.service_urls.get(name)
+    }
+
+
+def local_push_token(target: Target) -> str:
+    """The local stack's push verification token (the positive half needs it; only local has one)."""
+    if not target.is_local:
+        pytest.skip("only the local stack's push token is known to the suite (Cloud Run pushes use OIDC)")
+    path = localsecrets.secrets_path()
+    token = localsecrets.parse(path.read_text(encoding="utf-8")).get(localsecrets.PUSH_TOKEN_KEY, "")
+    assert token, f"the local stack has no {localsecrets.PUSH_TOKEN_KEY} in its secrets file"
+    return token
+
+
+def post(url: str, body: bytes | Iterator[bytes], params: dict[str, str] | None = None) -> requests.Response:
+    """POST a push body to an agent (a generator body goes chunked)."""
+    return requests.post(
+        url + "/",
+        data=body,
+        params=params,
+        headers={"Content-Type": "application/json"},
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+
+
+def in_chunks(body: bytes, size: int = 16 * 1024) -> Iterator[bytes]:
+    """The body as a stream of chunks (Transfer-Encoding: chunked, no Content-Length)."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+@pytest.fixture
+def owned_workflow(
+    new_user: TestUser,
+    api_session: Callable[[TestUser], ApiSession],
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+) -> tuple[str, str]:
+    """(workflow id, owner uid) of a completed upload of this test's own user."""
+    image = make_image("tiny_png")
+    response = api_session(new_user).upload([image.multipart()])
+    assert response.status_code == 201, f"upload answered {response.status_code}: {response.text[:300]}"
+    workflow_id = accepted_ids(response)[image.filename]
+    completed(workflow_watcher, workflow_id)
+    return workflow_id, new_user.uid
+
+
+def document(watcher: WorkflowWatcher, workflow_id: str) -> dict[str, Any]:
+    """The whole workflow document as it is now."""
+    found = watcher.read(workflow_id)
+    assert found is not None, f"workflow {workflow_id} vanished"
+    return dict(found)
+
+
+@pytest.mark.smoke
+@labels(
+    "Push security",
+    "A push without the push identity is refused by every agent and changes nothing",
+    allure.severity_level.BLOCKER,
+)
+def test_a_push_without_the_push_identity_is_refused_and_changes_nothing(
+    target: Target,
+    pipeline_manifest: Manifest,
+    owned_workflow: tuple[str, str],
+    workflow_watcher: WorkflowWatcher,
+) -> None:
+    urls = agent_urls(target, pipeline_manifest)
+    if not urls:
+        pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
+    workflow_id, owner = owned_workflow
+    before = document(workflow_watcher, workflow_id)
+    body = push_envelope(workflow_id, owner)
+    answers: dict[str, tuple[int, int]] = {}
+    for name, url in urls.items():
+        with allure.step(f"Push at {name} without a token, then with a wrong one"):
+            answers[name] = (post(url, body).status_code, post(url, body, {"token": "wrong"}).status_code)
+    accepted = {name: codes for name, codes in answers.items() if not set(codes) <= set(REFUSED)}
+    assert not accepted, f"agents did not refuse an unauthenticated push (status codes): {accepted}"
+    after = document(workflow_watcher, workflow_id)
+    assert after == before, "an unauthenticated push changed the workflow document"
+
+
+@pytest.mark.smoke
+@labels("Push security", "An oversized push body is refused by every agent", allure.severity_level.CRITICAL)
+def test_an_oversized_push_is_refused_and_changes_nothing(
+    target: Target,
+    pipeline_manifest: Manifest,
+    owned_workflow: tuple[str, str],
+    workflow_watcher: WorkflowWatcher,
+) -> None:
+    urls = agent_urls(target, pipeline_manifest)
+    if not urls:
+        pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
+    workflow_id, owner = owned_workflow
+    # Locally the token is sent too, so only the size can be the reason; Cloud Run's IAM check
+    # refuses the unauthenticated request before the size matters, which is refused all the same.
+    params = {"token": local_push_token(target)} if target.is_local else None
+    expected = (413,) if target.is_local else (413, *REFUSED)
+    before = document(workflow_watcher, workflow_id)
+    body = push_envelope(workflow_id, owner, padding=OVERSIZED_BYTES)
+    answers: dict[str, tuple[int, int]] = {}
+    for name, url in urls.items():
+        with allure.step(f"Push {len(body)} bytes at {name}, with a Content-Length, then chunked"):
+            answers[name] = (
+                post(url, body, params).status_code,
+                post(url, in_chunks(body), params).status_code,
+            )
+    wrong = {name: codes for name, codes in answers.items() if not set(codes) <= set(expected)}
+    assert not wrong, f"agents did not refuse a {len(body)}-byte push with {expected}: {wrong}"
+    after = document(workflow_watcher, workflow_id)
+    assert after == before, "an oversized push changed the workflow document"
+
+
+@labels(
+    "Push security",
+    "A push with the push identity is accepted beside a refused one",
+    allure.severity_level.CRITICAL,
+)
+def test_a_push_with_the_token_is_accepted_beside_one_without(
+    target: Target,
+    pipeline_manifest: Manifest,
+    owned_workflow: tuple[str, str],
+    workflow_watcher: WorkflowWatcher,
+) -> None:
+    token = local_push_token(target)
+    urls = agent_urls(target, pipeline_manifest)
+    agent = pipeline_manifest.agent_names[0]
+    assert agent in urls, f"the local stack has no URL for agent {agent}"
+    workflow_id, owner = owned_workflow
+    body = push_envelope(workflow_id, owner)
+    before = document(workflow_watcher, workflow_id)
+    with allure.step(f"Push at {agent} without the token"):
+        refused = post(urls[agent], body)
+    assert refused.status_code in REFUSED, f"{agent} took a push without the token: {refused.status_code}"
+    assert document(workflow_watcher, workflow_id) == before, "a refused push changed the document"
+    with allure.step(f"The same push at {agent} with the token"):
+        accepted = post(urls[agent], body, {"token": token})
+    # The step is done: the agent acknowledges a duplicate, and counts the delivery it saw.
+    assert accepted.status_code == 200, f"{agent} refused a push with the token: {accepted.status_code}"
+    assert accepted.json().get("outcome") == "duplicate", accepted.text[:300]
+    assert token not in accepted.text
+    after = document(workflow_watcher, workflow_id)
+    deliveries = (before["steps"][agent].get("deliveries") or 0, after["steps"][agent].get("deliveries") or 0)
+    assert deliveries[1] == deliveries[0] + 1, f"{agent} deliveries went {deliveries[0]} -> {deliveries[1]}"
+    assert after["steps"][agent]["attempts"] == before["steps"][agent]["attempts"], "the work was redone"
