@@ -20,10 +20,11 @@ REFUSED = 403
 
 OPERATIONS = ("get", "list", "query_by_owner", "create", "update", "delete")
 ACTORS = ("owner", "other", "anonymous")
-# A collection no rule names: everything there must fall to the default deny.
-UNNAMED_COLLECTION = "uploads"
 RULE_COLLECTIONS = ("workflows",)
-COLLECTIONS = (*RULE_COLLECTIONS, UNNAMED_COLLECTION)
+# Collections no rule names, where everything must fall to the default deny: the dashboard's
+# server-side sessions (they hold users' tokens), and one nothing uses.
+UNNAMED_COLLECTIONS = ("sessions", "uploads")
+COLLECTIONS = (*RULE_COLLECTIONS, *UNNAMED_COLLECTIONS)
 # The whole promise: the owner reads a workflow, and queries workflows constrained to their uid.
 ALLOWED = frozenset({("workflows", "get", "owner"), ("workflows", "query_by_owner", "owner")})
 
