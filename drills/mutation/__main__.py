@@ -18,8 +18,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from drills.mutation import report
 from drills.mutation.report import LATEST
 from drills.mutation.runner import MARKER
+from drills.mutation.sample import EQUIVALENT_FILE, SampleError, load_equivalent
 from stack.state import REPO_ROOT
 
 WORK_ROOT = Path("/tmp/imageflow-mutation")
@@ -67,6 +69,21 @@ def work_copy(rev: str, root: Path = WORK_ROOT) -> Path:
     return path
 
 
+def rescore(path: Path, equivalent: Path = EQUIVALENT_FILE) -> Path:
+    """Apply the equivalent list to an earlier report (a survivor judged equivalent after the run)."""
+    doc = report.read(path)
+    if "mutants" not in doc:
+        raise PrepareError(f"{path} is not a mutation report")
+    judged = load_equivalent(equivalent)
+    results = [report.MutantResult(**m) for m in doc.pop("mutants")]
+    for result in results:
+        if result.id in judged and result.status != report.EQUIVALENT:
+            result.reason = f"{judged[result.id]} (ran: {result.status})"
+            result.status = report.EQUIVALENT
+    doc.pop("score", None)
+    return report.write(path, results, doc)
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """This command's options; everything else goes to the runner."""
     parser = argparse.ArgumentParser(prog="python -m drills.mutation", description=__doc__.splitlines()[0])
@@ -80,6 +97,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 def main(argv: Sequence[str] | None = None) -> int:
     """Prepare the work copy and run the mutants there; the runner's exit code."""
     args, rest = parse_args(argv)
+    if args.rescore is not None:
+        try:
+            print(report.score_line(report.read(rescore(args.rescore))))
+        except (PrepareError, SampleError) as exc:
+            print(f"mutation: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if Path.cwd().resolve() == WORK_ROOT or WORK_ROOT in Path.cwd().resolve().parents:
         print("mutation: start it from the project's tree, not from a work copy", file=sys.stderr)
         return 2
@@ -88,25 +112,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrepareError as exc:
         print(f"mutation: {exc}", file=sys.stderr)
         return 2
-    report = (args.report or REPORTS / f"mutation-{path.name}.json").resolve()
+    target = (args.report or REPORTS / f"mutation-{path.name}.json").resolve()
     command = "python -m drills.mutation " + " ".join(sys.argv[1:] if argv is None else argv)
     runner = [
         sys.executable,
         "-m",
         "drills.mutation.runner",
         "--report",
-        str(report),
+        str(target),
         "--command",
         command,
         *rest,
     ]
     print(f"mutation: work copy {path}", flush=True)
     code = subprocess.run(runner, cwd=path, check=False).returncode
-    if report.exists() and "--list" not in rest:
+    if target.exists() and "--list" not in rest:
         LATEST.parent.mkdir(parents=True, exist_ok=True)
-        if report != LATEST:
-            shutil.copyfile(report, LATEST)
-            shutil.copyfile(report.with_suffix(".md"), LATEST.with_suffix(".md"))
+        if target != LATEST:
+            shutil.copyfile(target, LATEST)
+            shutil.copyfile(target.with_suffix(".md"), LATEST.with_suffix(".md"))
     return code
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import allure
 import pytest
 
+from drills.mutation import __main__ as mutation_main
 from drills.mutation import imports, report, runner, sample
 from drills.mutation.model import Edit, Mutant
 from drills.mutation.operators import python_equivalence, python_mutants
@@ -300,3 +301,14 @@ def test_fault_switch_branches_are_left_to_the_fault_drill() -> None:
     lines = {m.line for m in python_mutants("imageflow/agents/a.py", source)}
     assert lines == {5, 7, 8}, "only the release side of each fault switch is mutated"
     assert all("slow" not in m.description for m in python_mutants("imageflow/agents/a.py", source))
+
+
+def test_rescore_applies_the_equivalent_list_to_a_report(tmp_path: Path) -> None:
+    path = report.write(tmp_path / "m.json", [_result("survived"), _result("killed")], {"seed": 1})
+    judged = tmp_path / "eq.toml"
+    judged.write_text(
+        '[[equivalent]]\nid = "survived-agents"\nreason = "unreachable in a release"\n', encoding="utf-8"
+    )
+    doc = json.loads(mutation_main.rescore(path, judged).read_text(encoding="utf-8"))
+    assert doc["score"]["agents"]["score"] == 1.0
+    assert doc["mutants"][0]["reason"] == "unreachable in a release (ran: survived)"
