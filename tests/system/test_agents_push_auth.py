@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -21,7 +22,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from imageflow import config
 from imageflow.agents import base, validator
 from imageflow.manifest import default as default_manifest
-from stack import processes
+from stack import infra, processes
 
 pytestmark = pytest.mark.system
 
@@ -249,3 +250,21 @@ def test_served_agent_refuses_a_push_without_the_token(served_agent: tuple[str, 
         sock.sendall(head.encode() + body)
         answer = read_answer(sock)
     assert status_of(answer) == 401, answer[:200]
+
+
+# --- the local push subscriptions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://127.0.0.1:8080/"])
+def test_a_local_push_endpoint_carries_the_token_the_agent_requires(app: Flask, url: str) -> None:
+    endpoint = infra.push_endpoint(url, TOKEN)
+    parts = urlsplit(endpoint)
+    assert parts.path == "/"
+    assert parse_qs(parts.query) == {config.PUSH_TOKEN_PARAM: [TOKEN]}
+    # What the emulator then requests: the endpoint's path and query, as the agent receives them.
+    response = app.test_client().post(f"{parts.path}?{parts.query}", json=NOT_AN_ENVELOPE)
+    assert response.status_code == 400, "a push to the subscription's endpoint did not pass the token check"
+
+
+def test_without_a_token_the_endpoint_is_the_plain_url() -> None:
+    assert infra.push_endpoint("http://127.0.0.1:8080") == "http://127.0.0.1:8080/"
