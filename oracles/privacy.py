@@ -126,6 +126,9 @@ def container_leaks(data: bytes, position: Position) -> list[str]:
     """The own walk: each metadata part of the container, decoded, judged for GPS and the position."""
     found = []
     for where, kind, payload in metadata_parts(data):
+        if kind == "broken":
+            found.append(f"{where}: too broken to walk ({payload.decode()}), cannot rule out a location")
+            continue
         if kind == "tiff":
             found += [f"{where}: {problem}" for problem in tiff_gps(payload)]
         text = payload.decode("latin-1")
@@ -138,7 +141,7 @@ def container_leaks(data: bytes, position: Position) -> list[str]:
 
 # --- the container walk ------------------------------------------------------------------------
 
-Part = tuple[str, str, bytes]  # (where, kind: tiff / xmp / text, payload)
+Part = tuple[str, str, bytes]  # (where, kind: tiff / xmp / text / broken, payload)
 
 
 def metadata_parts(data: bytes) -> Iterator[Part]:
@@ -156,7 +159,7 @@ def metadata_parts(data: bytes) -> Iterator[Part]:
         else:
             yield "file", "text", data
     except (IndexError, ValueError, struct.error, zlib.error) as exc:
-        yield f"{kind} container", "text", f"unwalkable ({type(exc).__name__})".encode()
+        yield f"{kind} container", "broken", type(exc).__name__.encode()
 
 
 def _classify(body: bytes) -> str:
@@ -185,6 +188,8 @@ def _jpeg_parts(data: bytes, where: str) -> Iterator[Part]:
             pos += 2
             continue
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if pos + 2 + length > len(data):
+            raise ValueError(f"JPEG segment at byte {pos} overruns the file")
         body = data[pos + 4 : pos + 2 + length]
         pos += 2 + length
         if marker == 0xDA:

@@ -95,7 +95,7 @@ def test_sigterm_stops_the_check_and_the_stack_it_started(tmp_path: Path) -> Non
         "--runs",
         "2",
         "--paths",
-        "tests/unit/test_gps_leaks.py",
+        "tests/unit/test_oracles_privacy.py",
         "--state-file",
         str(tmp_path / "stack.json"),
         "--report",
