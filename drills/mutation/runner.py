@@ -247,7 +247,8 @@ def judge(mutant: Mutant, run: suite.SuiteRun) -> tuple[str, list[str], str]:
     """(status, tests that failed, first failure message) of one suite run against a mutant."""
     if run.timed_out:
         return report.TIMEOUT, [], f"the suite did not finish within {MUTANT_SUITE_TIMEOUT:.0f} s"
-    if run.failed and not run.broken:
+    if run.failed:
+        # With -x under xdist pytest exits 2 ("Interrupted: stopping after 1 failures"): still a kill.
         first = run.failed[0]
         return report.KILLED, run.failed, run.results[first].message
     if run.green:

@@ -245,6 +245,8 @@ def test_judge_of_a_suite_run() -> None:
     red = SuiteRun(1, 0.0, 1.0, {"t": CaseOutcome("t", "failed", 0.5, "assert 1 == 2")})
     green = SuiteRun(0, 0.0, 1.0, {"t": CaseOutcome("t", "passed")})
     assert runner.judge(mutant, red) == ("killed", ["t"], "assert 1 == 2")
+    interrupted = SuiteRun(2, 0.0, 1.0, {"t": CaseOutcome("t", "failed", 0.5, "x")})
+    assert runner.judge(mutant, interrupted)[0] == "killed", "xdist's -x stop exits 2"
     assert runner.judge(mutant, green) == ("survived", [], "")
     assert runner.judge(mutant, SuiteRun(-1, 0.0, 1.0, timed_out=True))[0] == "timeout"
     assert runner.judge(mutant, SuiteRun(4, 0.0, 1.0))[0] == "broken"
