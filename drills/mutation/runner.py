@@ -246,7 +246,7 @@ RunSuite = Callable[[Selection, Path], suite.SuiteRun]
 def judge(mutant: Mutant, run: suite.SuiteRun) -> tuple[str, list[str], str]:
     """(status, tests that failed, first failure message) of one suite run against a mutant."""
     if run.timed_out:
-        return report.TIMEOUT, [], f"the suite did not finish within {MUTANT_SUITE_TIMEOUT:.0f} s"
+        return report.TIMEOUT, [], f"the suite did not finish within {run.finished_at - run.started_at:.0f} s"
     if run.failed:
         # With -x under xdist pytest exits 2 ("Interrupted: stopping after 1 failures"): still a kill.
         first = run.failed[0]
@@ -326,6 +326,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="gate: tests/e2e + tests/rules per mutant; area: the area's tests",
     )
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers per run")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=MUTANT_SUITE_TIMEOUT,
+        help="give up one mutant's suite run after this many s",
+    )
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no mutant after this long")
     parser.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE, help="mutants judged equivalent")
     parser.add_argument("--label", default="", help="a name for the report")
@@ -384,9 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write(args.report, results, meta)
 
     def run_suite(selection: Selection, out: Path) -> suite.SuiteRun:
-        return suite.run(
-            selection, STATE_FILE, out, workers=args.workers, timeout=MUTANT_SUITE_TIMEOUT, extra=["-x"]
-        )
+        return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=args.timeout, extra=["-x"])
 
     _say(
         f"{len(sampled)} mutants of {len(candidates.mutants)} candidates (seed {args.seed}, commit {commit})"
