@@ -1,0 +1,374 @@
+"""Failure paths of a release: one agent, or the dashboard, fails for this test's own uploads only.
+
+Each scenario writes a failure plan for its own test user (fixtures/failures.py), uploads, and holds
+the rest of the system to its promises: a failed workflow names the agent within that agent's
+deadline, never completes, leaves no step running, never runs the finalizer, and the page says so;
+transient failures are redelivered a bounded number of times and then recover, or end in the
+dead-letter topic with the workflow failed; a failed publish is re-published without redoing the
+work; an upload the dashboard could not store or queue is never reported as accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import allure
+import pytest
+import requests
+from google.cloud import firestore, storage
+from google.cloud.firestore_v1.base_query import FieldFilter
+from pipeline_checks import UI_CATCH_UP_MS, every_agent_once, no_dead_letters, published_once
+from playwright.sync_api import expect
+
+from fixtures.failures import FailurePlans
+from fixtures.firestore import Document, WatchResult, WorkflowWatcher, unpublished
+from fixtures.images import MakeImage
+from fixtures.pubsub import Taps
+from fixtures.reporting import labels
+from fixtures.target import Target
+from fixtures.timeline import as_datetime
+from fixtures.uploads import ApiSession, accepted_ids
+from fixtures.users import TestUser, UserFactory
+from imageflow import test_failures
+from imageflow.manifest import Manifest
+from imageflow.workflow import COLLECTION
+from pages.dashboard import DashboardPage
+from pages.workflow import WorkflowPage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.destructive, pytest.mark.resilience]
+Severity = allure.severity_level
+
+# Slack on top of a manifest deadline for the writes and pushes around the failing step itself.
+MARGIN_SECONDS = 5.0
+# What Pub/Sub's redelivery backoff adds (1 s doubling to 10 s between the 5 deliveries: about 15 s).
+REDELIVERY_BACKOFF_SECONDS = 30.0
+HTTP_TIMEOUT_SECONDS = 15
+
+
+def ready_after(manifest: Manifest, agent: str) -> float:
+    """The longest chain of deadlines before agent may start (0 for the first agent)."""
+    spec = manifest.agent(agent)
+    return max(
+        (ready_after(manifest, d) + manifest.agent(d).deadline_seconds for d in spec.depends_on), default=0.0
+    )
+
+
+def dependants(manifest: Manifest, agent: str) -> set[str]:
+    """Every agent that waits, directly or not, for agent."""
+    found: set[str] = set()
+    for spec in manifest.agents:
+        if agent in spec.depends_on:
+            found |= {spec.name, *dependants(manifest, spec.name)}
+    return found
+
+
+def settled_after_failure(manifest: Manifest) -> Callable[[Document | None], bool]:
+    """Failed, settled, and every message the finalizer will ever get has reached it.
+
+    The finalizer counts each push it gets even for a closed workflow: once it has seen one per
+    published sibling, nothing more can happen to the workflow (waiting on an event, not a sleep).
+    """
+    finalizer = next(a.name for a in manifest.agents if not dependants(manifest, a.name))
+    feeders = manifest.agent(finalizer).depends_on
+
+    def until(document: Document | None) -> bool:
+        if document is None or document.get("status") != "failed" or unpublished(document):
+            return False
+        steps = document.get("steps") or {}
+        if any((steps.get(name) or {}).get("status") == "running" for name in feeders):
+            return False
+        published = sum(1 for name in feeders if (steps.get(name) or {}).get("published"))
+        return int((steps.get(finalizer) or {}).get("deliveries") or 0) >= published
+
+    return until
+
+
+def took(document: Document, manifest: Manifest, agent: str) -> float:
+    """Seconds from agent's trigger being there (its last dependency done, or the upload) to its end."""
+    steps = document.get("steps") or {}
+    starts = [as_datetime((steps.get(d) or {}).get("finished_at")) for d in manifest.agent(agent).depends_on]
+    ready = max((t for t in starts if t), default=None) or as_datetime(document.get("created_at"))
+    finished = as_datetime((steps.get(agent) or {}).get("finished_at"))
+    assert isinstance(ready, datetime), f"no time {agent}'s trigger was there"
+    assert isinstance(finished, datetime), f"{agent} has no finish time"
+    return (finished - ready).total_seconds()
+
+
+def failed_as_promised(result: WatchResult, manifest: Manifest, agent: str, budget: float) -> None:
+    """Failed naming agent within budget seconds of its trigger; no step running, no dependant run."""
+    document = result.document or {}
+    with allure.step(f"Workflow {result.workflow_id} failed naming {agent}, the rest as promised"):
+        assert result.reached, result.message
+        assert result.status == "failed", result.message
+        assert document.get("failed_agent") == agent, result.message
+        assert agent in str(document.get("reason")), result.message
+        assert result.step(agent).get("status") == "failed", result.message
+        assert not result.diagnosis.still_running, result.message
+        elapsed = took(document, manifest, agent)
+        assert elapsed <= budget, f"{agent} failed {elapsed:.1f}s after its trigger (budget {budget:g}s)"
+        for name in dependants(manifest, agent):
+            step = result.step(name)
+            assert step.get("status") in ("pending", "skipped"), f"dependant {name} ran: {step}"
+            assert not step.get("attempts"), f"dependant {name} did work: {step}"
+        ran = {e.get("agent") for e in document.get("events") or [] if e.get("event") in ("started", "done")}
+        assert not ran & dependants(manifest, agent), (
+            f"dependants ran: {sorted(ran & dependants(manifest, agent))}"
+        )
+
+
+def page_shows_failed(page_dashboard: DashboardPage, workflow_id: str, agent: str) -> None:
+    """The workflow page says failed, names the agent in its reason, and marks its row failed."""
+    workflow = WorkflowPage.open(page_dashboard.page, workflow_id)
+    with allure.step(f"The workflow page of {workflow_id} shows {agent} failed"):
+        expect(workflow.status).to_have_text("failed", timeout=UI_CATCH_UP_MS)
+        expect(workflow.reason).to_be_visible(timeout=UI_CATCH_UP_MS)
+        expect(workflow.reason).to_contain_text(agent)
+        expect(workflow.step(agent)).to_have_attribute("data-status", "failed", timeout=UI_CATCH_UP_MS)
+        expect(workflow.step_status(agent)).to_have_text("failed")
+        expect(workflow.thumbnail).to_have_count(0)
+
+
+def upload_one(dashboard: DashboardPage, make_image: MakeImage, kind: str = "plain_jpeg") -> str:
+    """Upload one image through the form, insisting it was accepted; its workflow id."""
+    image = make_image(kind)
+    dashboard.upload([image.path])
+    expect(dashboard.flash.message(f"Uploaded {image.filename}")).to_be_visible()
+    return dashboard.workflow_id_of(image.filename)
+
+
+def released_events(document: Document, agent: str) -> int:
+    """How many times agent gave its step back after a transient error."""
+    return sum(
+        1 for e in document.get("events") or [] if e.get("agent") == agent and e.get("event") == "released"
+    )
+
+
+@labels("Resilience", "An agent that raises fails the workflow, and only this user's", Severity.CRITICAL)
+def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
+    logged_in_page: DashboardPage,
+    new_user: TestUser,
+    user_factory: UserFactory,
+    api_session: Callable[[TestUser], ApiSession],
+    failure_plans: FailurePlans,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+) -> None:
+    agent = "thumbnailer"
+    failure_plans.plan(new_user, agents={agent: "error"})
+    bystander = api_session(user_factory())
+    image = make_image("plain_jpeg")
+    bystander_ids = accepted_ids(bystander.upload([(image.filename, image.data, image.content_type)]))
+    assert len(bystander_ids) == 1, "the bystander's upload was not accepted"
+
+    workflow_id = upload_one(logged_in_page, make_image)
+    budget = pipeline_manifest.agent(agent).deadline_seconds + MARGIN_SECONDS
+    result = workflow_watcher.watch(
+        workflow_id,
+        until=settled_after_failure(pipeline_manifest),
+        timeout=ready_after(pipeline_manifest, agent) + budget,
+    )
+
+    failed_as_promised(result, pipeline_manifest, agent, budget)
+    assert "InjectedFailure" in str(result.step(agent).get("error")), result.message
+    assert result.step(agent).get("attempts") == 1, result.message
+    page_shows_failed(logged_in_page, workflow_id, agent)
+    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+    with allure.step("The bystander's upload, beside it on the same stack, completed untouched"):
+        (bystander_id,) = bystander_ids.values()
+        bystanding = workflow_watcher.watch(bystander_id)
+        assert bystanding.completed, bystanding.message
+        every_agent_once(bystanding, pipeline_manifest)
+
+
+@labels("Resilience", "An agent failing transiently is redelivered and recovers", Severity.CRITICAL)
+def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
+    logged_in_page: DashboardPage,
+    new_user: TestUser,
+    failure_plans: FailurePlans,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+) -> None:
+    agent, failures = "exif", 2
+    failure_plans.plan(new_user, agents={agent: f"transient:{failures}"})
+    workflow_id = upload_one(logged_in_page, make_image)
+
+    result = workflow_watcher.watch(
+        workflow_id, timeout=workflow_watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
+    )
+
+    assert result.completed, result.message
+    step = result.step(agent)
+    with allure.step(f"{agent} was delivered {failures + 1} times, gave the step back {failures} times"):
+        assert (step.get("status"), step.get("attempts"), step.get("deliveries")) == (
+            "done",
+            failures + 1,
+            failures + 1,
+        ), result.message
+        assert released_events(result.document or {}, agent) == failures, result.message
+    others = {n: result.step(n).get("attempts") for n in pipeline_manifest.agent_names if n != agent}
+    assert set(others.values()) == {1}, f"other agents' attempts: {others}"
+    assert took(result.document or {}, pipeline_manifest, agent) <= (
+        pipeline_manifest.agent(agent).deadline_seconds + REDELIVERY_BACKOFF_SECONDS
+    ), result.message
+    published_once(pubsub_taps, pipeline_manifest, [workflow_id])
+    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+
+
+@labels("Resilience", "An agent that always answers 5xx is dead-lettered and fails", Severity.CRITICAL)
+def test_agent_always_5xx_is_dead_lettered_after_max_deliveries_and_fails_the_workflow(
+    logged_in_page: DashboardPage,
+    new_user: TestUser,
+    failure_plans: FailurePlans,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+    target: Target,
+) -> None:
+    agent = "analysis"
+    most = pipeline_manifest.max_delivery_attempts
+    failure_plans.plan(new_user, agents={agent: "always_5xx"})
+    workflow_id = upload_one(logged_in_page, make_image)
+
+    budget = pipeline_manifest.agent(agent).deadline_seconds + REDELIVERY_BACKOFF_SECONDS
+    result = workflow_watcher.watch(
+        workflow_id,
+        until=settled_after_failure(pipeline_manifest),
+        timeout=ready_after(pipeline_manifest, agent) + budget,
+    )
+
+    failed_as_promised(result, pipeline_manifest, agent, budget)
+    step = result.step(agent)
+    with allure.step(f"{agent} was delivered exactly {most} times (max_delivery_attempts), then gave up"):
+        assert (step.get("deliveries"), step.get("attempts")) == (most, most), result.message
+        assert f"gave up after {most} deliveries" in str(step.get("error")), result.message
+        assert released_events(result.document or {}, agent) == most - 1, result.message
+    dead = pubsub_taps.wait_for(pipeline_manifest.dead_letter_topic, workflow_id, count=1, timeout=60)
+    with allure.step("The message that never succeeded is on the dead-letter topic, once"):
+        assert len(dead) == 1, f"dead letters for {workflow_id}: {[dict(m.attributes) for m in dead]}"
+        attributes = dead[0].attributes
+        source = attributes.get("CloudPubSubDeadLetterSourceSubscription", "").removeprefix(target.lane)
+        trigger = pipeline_manifest.agent(agent).triggers[0]
+        assert source.endswith(pipeline_manifest.subscription_name(agent, trigger)), attributes
+        assert attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") == str(most), attributes
+    page_shows_failed(logged_in_page, workflow_id, agent)
+
+
+@labels("Resilience", "A failed publish is re-published without redoing the work", Severity.CRITICAL)
+def test_agent_publish_failing_once_is_republished_without_redoing_the_work(
+    logged_in_page: DashboardPage,
+    new_user: TestUser,
+    failure_plans: FailurePlans,
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+) -> None:
+    agent = "validator"
+    failure_plans.plan(new_user, agents={agent: "publish_fails:1"})
+    workflow_id = upload_one(logged_in_page, make_image)
+
+    result = workflow_watcher.watch(
+        workflow_id, timeout=workflow_watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
+    )
+
+    assert result.completed, result.message
+    step = result.step(agent)
+    with allure.step(f"{agent} did its work once over two deliveries and published once"):
+        assert (step.get("attempts"), step.get("deliveries"), step.get("published")) == (1, 2, True), (
+            result.message
+        )
+    every_agent_once(result, pipeline_manifest)
+    published_once(pubsub_taps, pipeline_manifest, [workflow_id])
+    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+
+
+def owned_workflows(client: firestore.Client, uid: str) -> list[Mapping[str, Any]]:
+    """Every workflow document of uid (admin read)."""
+    query = client.collection(COLLECTION).where(filter=FieldFilter("owner", "==", uid))
+    return [snapshot.to_dict() or {} for snapshot in query.stream()]
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("store_fails", "could not be stored"), ("publish_fails", "could not be queued for processing")],
+)
+@labels("Resilience", "An upload the dashboard could not keep is never shown accepted", Severity.BLOCKER)
+def test_dashboard_failing_to_store_or_queue_never_reports_an_upload_accepted(
+    mode: str,
+    reason: str,
+    logged_in_page: DashboardPage,
+    new_user: TestUser,
+    api_session: Callable[[TestUser], ApiSession],
+    failure_plans: FailurePlans,
+    make_image: MakeImage,
+    firestore_admin: firestore.Client,
+    upload_bucket: storage.Bucket,
+    pubsub_taps: Taps,
+    pipeline_manifest: Manifest,
+) -> None:
+    failure_plans.plan(new_user, dashboard=mode)
+    image = make_image("plain_jpeg")
+    dashboard = logged_in_page.upload([image.path])
+    with allure.step("The form says the upload failed and lists nothing"):
+        expect(dashboard.upload_error(reason)).to_be_visible()
+        expect(dashboard.upload_error("Please try again")).to_be_visible()
+        expect(dashboard.flash.message(f"Uploaded {image.filename}")).to_have_count(0)
+        expect(dashboard.upload_rows).to_have_count(0)
+
+    response = api_session(new_user).upload([(image.filename, image.data, image.content_type)])
+    with allure.step("The API answers 503 with the reason, accepting nothing"):
+        assert response.status_code == 503, f"{response.status_code}: {response.text[:300]}"
+        body = response.json()
+        assert body["accepted"] == [], body
+        assert [r["filename"] for r in body["rejected"]] == [image.filename], body
+        assert reason in body["rejected"][0]["reason"], body
+
+    with allure.step("No workflow document, stored original or upload message is left behind"):
+        assert owned_workflows(firestore_admin, new_user.uid) == []
+        assert [b.name for b in upload_bucket.list_blobs(prefix=f"originals/{new_user.uid}/")] == []
+        pubsub_taps.drain([pipeline_manifest.upload_topic])
+        queued = [
+            m
+            for m in pubsub_taps.messages(pipeline_manifest.upload_topic)
+            if isinstance(m.data, dict) and m.data.get("owner") == new_user.uid
+        ]
+        assert queued == [], f"upload messages of a refused upload: {queued}"
+        listed = api_session(new_user).uploads()
+        assert (listed.status_code, listed.json()) == (200, [])
+
+
+@labels("Resilience", "Clients can neither read nor write failure plans", Severity.BLOCKER)
+def test_failure_plans_are_out_of_every_clients_reach(
+    new_user: TestUser,
+    failure_plans: FailurePlans,
+    id_token_for: Callable[[TestUser], str],
+    target: Target,
+) -> None:
+    failure_plans.plan(new_user, agents={"validator": "error"})
+    url = f"{target.firestore_rest_url}/{test_failures.COLLECTION}/{new_user.uid}"
+    token = {"Authorization": f"Bearer {id_token_for(new_user)}"}
+    empty_plan: dict[str, Any] = {"fields": {"agents": {"mapValue": {"fields": {}}}}}
+    with allure.step(
+        f"Read, overwrite and delete {test_failures.COLLECTION}/<own uid> as the user and anonymously"
+    ):
+        answers = {
+            f"{who} {verb}": requests.request(
+                verb,
+                url,
+                headers=headers,
+                json=empty_plan if verb == "PATCH" else None,
+                timeout=HTTP_TIMEOUT_SECONDS,
+            ).status_code
+            for who, headers in (("owner", token), ("anonymous", {}))
+            for verb in ("GET", "PATCH", "DELETE")
+        }
+    assert answers == dict.fromkeys(answers, 403), answers
+    still = test_failures.agent_mode(failure_plans.client, new_user.uid, "validator")
+    assert still == test_failures.Mode("error"), f"the plan changed under a client's request: {still}"
