@@ -200,6 +200,7 @@ def user() -> User:
 
 def client_address() -> str:
     """The caller's address: the last hop the front proxy recorded (the router locally), else the peer."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
+    # The last hop is the one the proxy in front added; earlier ones are whatever the client sent.
+    forwarded = ",".join(request.headers.getlist("X-Forwarded-For"))
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     return hops[-1] if hops else str(request.remote_addr or "")
