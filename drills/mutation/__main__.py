@@ -91,6 +91,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument(
         "--report", type=Path, default=None, help="default reports/mutation/mutation-<commit>.json"
     )
+    parser.add_argument(
+        "--rescore", type=Path, default=None, help="apply the equivalent list to this report; exit"
+    )
     return parser.parse_known_args(argv)
 
 

@@ -314,3 +314,9 @@ def test_rescore_applies_the_equivalent_list_to_a_report(tmp_path: Path) -> None
     doc = json.loads(mutation_main.rescore(path, judged).read_text(encoding="utf-8"))
     assert doc["score"]["agents"]["score"] == 1.0
     assert doc["mutants"][0]["reason"] == "unreachable in a release (ran: survived)"
+
+
+def test_the_command_line_parses_its_own_options_and_passes_the_rest() -> None:
+    args, rest = mutation_main.parse_args(["--rev", "abc", "--rescore", "r.json", "--count", "5"])
+    assert (args.rev, args.rescore, rest) == ("abc", Path("r.json"), ["--count", "5"])
+    assert runner.parse_args(["--report", "r.json", *rest, "--list"]).count == 5
