@@ -189,11 +189,16 @@ def _finish(
     step_status: StepStatus,
     fields: Mapping[str, Any],
     event: dict[str, Any],
+    *,
+    ends_workflow: bool = False,
 ) -> None:
     finished = now()
+    # A step that ends the workflow ends it at its own finish: never before the step itself finished.
+    ending = {"completed_at": finished} if ends_workflow else {}
     workflow_ref(client, workflow_id).update(
         {
             **fields,
+            **ending,
             "updated_at": finished,
             f"steps.{agent}.status": step_status.value,
             f"steps.{agent}.finished_at": finished,
@@ -256,12 +261,11 @@ def reject(
         f"steps.{agent}.error": reason,
         "status": Status.REJECTED.value,
         "reason": reason,
-        "completed_at": now(),
     }
     for name in skipped:
         fields[f"steps.{name}.status"] = StepStatus.SKIPPED.value
     event = _event(agent, "rejected", revision, reason=reason)
-    _finish(client, workflow_id, agent, revision, StepStatus.REJECTED, fields, event)
+    _finish(client, workflow_id, agent, revision, StepStatus.REJECTED, fields, event, ends_workflow=True)
 
 
 def release(client: firestore.Client, workflow_id: str, agent: str, revision: str, error: str) -> None:
@@ -339,19 +343,23 @@ def finalize(
         if any(steps.get(name, {}).get("status") != StepStatus.DONE for name in needed):
             return False, None
         finished = now()
+        started = steps.get(agent, {}).get("started_at") or finished
         fields = {
             "status": Status.COMPLETED.value,
             "updated_at": finished,
             "completed_at": finished,
             f"steps.{agent}.status": StepStatus.DONE.value,
-            f"steps.{agent}.started_at": steps.get(agent, {}).get("started_at") or finished,
+            f"steps.{agent}.started_at": started,
             f"steps.{agent}.finished_at": finished,
             f"steps.{agent}.lease_until": None,
             f"steps.{agent}.attempts": firestore.Increment(1),
             f"steps.{agent}.revision": revision,
             f"steps.{agent}.output": {"completed_steps": list(needed)},
             f"steps.{agent}.publishing_until": finished + publish_lease if publish_lease else None,
-            "events": firestore.ArrayUnion([_event(agent, "done", revision)]),
+            # Decided and done in one write: the timeline still shows when the step started.
+            "events": firestore.ArrayUnion(
+                [{**_event(agent, "started", revision), "at": started}, _event(agent, "done", revision)]
+            ),
         }
         return True, fields
 
