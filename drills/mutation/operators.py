@@ -5,7 +5,7 @@ True/False, strings emptied), `return None`, statement or call removal, swap of 
 positional arguments, dict-key drop, `if` condition forced True/False. Never mutated: docstrings,
 logging and print calls, type hints, `if TYPE_CHECKING:` blocks, `assert` (type narrowing, not
 behaviour), f-strings, `__repr__`-like methods, and fault switches with the branches they guard
-(off in every release; the fault drill owns them).
+and the module's functions only those branches call (off in every release; the drill owns them).
 """
 
 from __future__ import annotations
@@ -77,6 +77,45 @@ def _needs_fault(test: ast.expr) -> bool:
     )
 
 
+def _fault_only_functions(tree: ast.Module) -> set[str]:
+    """Module-level functions called only from fault-switch branches (or from such functions)."""
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    references: list[tuple[str, str | None, bool]] = []
+
+    def walk(node: ast.AST, enclosing: str | None, in_fault: bool) -> None:
+        if isinstance(node, ast.If | ast.IfExp):
+            negated = isinstance(node.test, ast.UnaryOp) and isinstance(node.test.op, ast.Not)
+            guarded = _needs_fault(node.test.operand if negated else node.test)  # type: ignore[attr-defined]
+            walk(node.test, enclosing, in_fault)
+            body: list[ast.AST] = list(node.body) if isinstance(node.body, list) else [node.body]
+            orelse: list[ast.AST] = list(node.orelse) if isinstance(node.orelse, list) else [node.orelse]
+            for child in body:
+                walk(child, enclosing, in_fault or (guarded and not negated))
+            for other in orelse:
+                walk(other, enclosing, in_fault or (guarded and negated))
+            return
+        if isinstance(node, ast.Name) and node.id in functions:
+            references.append((node.id, enclosing, in_fault))
+        for nested in ast.iter_child_nodes(node):
+            walk(nested, enclosing, in_fault)
+
+    for statement in tree.body:
+        name = statement.name if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) else None
+        walk(statement, name, False)
+    only = {name for name, _, _ in references}
+    while True:
+        kept = {
+            name
+            for name in only
+            if all(
+                fault or (where in only and where != name) for ref, where, fault in references if ref == name
+            )
+        }
+        if kept == only:
+            return only
+        only = kept
+
+
 def _is_docstring(statement: ast.stmt, body: list[ast.stmt]) -> bool:
     return (
         bool(body)
@@ -97,6 +136,8 @@ class _Collector(ast.NodeVisitor):
         self.starts = _line_starts(self.raw)
         self.mutants: list[Mutant] = []
         self.parents: list[ast.AST] = []
+        self.module: ast.AST | None = None
+        self.fault_only: set[str] = set()
 
     # -- text helpers ----------------------------------------------------------------------
     def span(self, node: ast.expr | ast.stmt) -> tuple[int, int]:
@@ -140,9 +181,10 @@ class _Collector(ast.NodeVisitor):
             self.parents.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        """Skip __repr__-like methods; otherwise visit."""
-        if node.name not in REPR_METHODS:
-            self.generic_visit(node)
+        """Skip __repr__-like methods and functions that only fault switches call; otherwise visit."""
+        if node.name in REPR_METHODS or (node.name in self.fault_only and self.parents[-1:] == [self.module]):
+            return
+        self.generic_visit(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
 
@@ -295,6 +337,7 @@ def python_mutants(path: str, source: str) -> list[Mutant]:
     """Every candidate mutant of one Python file (not yet checked for equivalence)."""
     tree = ast.parse(source)
     collector = _Collector(path, source)
+    collector.module, collector.fault_only = tree, _fault_only_functions(tree)
     collector.visit(tree)
     return collector.mutants
 

@@ -320,3 +320,28 @@ def test_the_command_line_parses_its_own_options_and_passes_the_rest() -> None:
     args, rest = mutation_main.parse_args(["--rev", "abc", "--rescore", "r.json", "--count", "5"])
     assert (args.rev, args.rescore, rest) == ("abc", Path("r.json"), ["--count", "5"])
     assert runner.parse_args(["--report", "r.json", *rest, "--list"]).count == 5
+
+
+def test_functions_only_fault_switches_call_are_not_mutated() -> None:
+    source = textwrap.dedent(
+        """\
+        def _helper(x):
+            return x + 1
+
+
+        def leaked(x):
+            return _helper(x) * 2
+
+
+        def used(x):
+            return x - 3
+
+
+        def run(job, x):
+            if job.fault("leaks"):
+                return leaked(x)
+            return used(x)
+        """
+    )
+    lines = {m.line for m in python_mutants("imageflow/agents/a.py", source)}
+    assert lines == {10, 16}, "the fault-only helpers (lines 2 and 6) must not be mutated"
