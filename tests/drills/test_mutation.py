@@ -10,6 +10,7 @@ from pathlib import Path
 import allure
 import pytest
 
+from drills import report as drill_report
 from drills.mutation import __main__ as mutation_main
 from drills.mutation import imports, report, runner, sample
 from drills.mutation.model import Edit, Mutant
@@ -345,3 +346,16 @@ def test_functions_only_fault_switches_call_are_not_mutated() -> None:
     )
     lines = {m.line for m in python_mutants("imageflow/agents/a.py", source)}
     assert lines == {10, 16}, "the fault-only helpers (lines 2 and 6) must not be mutated"
+
+
+def test_the_fault_drill_report_carries_the_latest_mutation_score(tmp_path: Path) -> None:
+    latest = report.write(
+        tmp_path / "latest.json", [_result("killed"), _result("survived")], {"commit": "abc"}
+    )
+    summary = report.latest_summary(latest)
+    assert summary is not None
+    assert summary["score"]["agents"]["score"] == 0.5
+    assert summary["line"] == "mutants killed (commit abc, seed None): agents 1/2, total 1/2"
+    assert report.latest_summary(tmp_path / "none.json") is None
+    drill = drill_report.write(tmp_path / "fault-drill.json", [], None, True, [], {})
+    assert "mutation" in json.loads(drill.read_text(encoding="utf-8"))
