@@ -104,12 +104,13 @@ def ordered_e2e(root: Path, exclude: Sequence[str] = ()) -> tuple[str, ...]:
     return tuple([f for f in files if f not in SELF_TESTS] + [f for f in files if f in SELF_TESTS])
 
 
-def gate_selection(root: Path) -> Selection:
-    """The release suite: tests/e2e and tests/rules, the system's tests first."""
+def gate_selection(root: Path, rules_first: bool = False) -> Selection:
+    """The release suite, tests/e2e and tests/rules, in an order where -x meets a likely killer early."""
     e2e = ordered_e2e(root)
-    return Selection(
-        paths=(*e2e[: len(e2e) - 2], "tests/rules", *e2e[len(e2e) - 2 :]) if e2e else SUITE_PATHS
-    )
+    system = [f for f in e2e if f not in SELF_TESTS]
+    own = [f for f in e2e if f in SELF_TESTS]
+    paths = ["tests/rules", *system, *own] if rules_first else [*system, "tests/rules", *own]
+    return Selection(paths=tuple(paths)) if e2e else Selection(paths=SUITE_PATHS)
 
 
 def area_selection(root: Path, mutant: Mutant) -> Selection:
@@ -240,7 +241,7 @@ def healthy(control: StackControl) -> list[str]:
     return problems
 
 
-RunSuite = Callable[[Selection, Path], suite.SuiteRun]
+RunSuite = Callable[[Mutant, Path], suite.SuiteRun]
 
 
 def judge(mutant: Mutant, run: suite.SuiteRun) -> tuple[str, list[str], str]:
@@ -286,7 +287,7 @@ def run_mutant(
                 str(exc)[:300],
             )
             return result
-        run = run_suite(mutant_selection(root, mutant), out)
+        run = run_suite(mutant, out)
         result.status, result.killed_by, result.message = judge(mutant, run)
     finally:
         problems = deployment.restore()
@@ -298,12 +299,11 @@ def run_mutant(
     return result
 
 
-TESTS_MODE = {"value": "gate"}
-
-
-def mutant_selection(root: Path, mutant: Mutant) -> Selection:
-    """The tests run against a mutant: the gate's suite, or its area's tests with --tests area."""
-    return gate_selection(root) if TESTS_MODE["value"] == "gate" else area_selection(root, mutant)
+def mutant_selection(root: Path, mutant: Mutant, tests: str) -> Selection:
+    """The tests run against a mutant: the gate's suite (default), or its area's tests (--tests area)."""
+    if tests == "area":
+        return area_selection(root, mutant)
+    return gate_selection(root, rules_first=mutant.area == "rules")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -346,7 +346,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sample; 0 when every mutant was judged, 1 when the run could not finish, 2 on refusal."""
     args = parse_args(argv)
-    TESTS_MODE["value"] = args.tests
     try:
         check_target()
         candidates = collect(REPO_ROOT)
@@ -389,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         report.write(args.report, results, meta)
 
-    def run_suite(selection: Selection, out: Path) -> suite.SuiteRun:
+    def run_suite(mutant: Mutant, out: Path) -> suite.SuiteRun:
+        selection = mutant_selection(REPO_ROOT, mutant, args.tests)
         return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=args.timeout, extra=["-x"])
 
     _say(

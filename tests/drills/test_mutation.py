@@ -359,3 +359,18 @@ def test_the_fault_drill_report_carries_the_latest_mutation_score(tmp_path: Path
     assert report.latest_summary(tmp_path / "none.json") is None
     drill = drill_report.write(tmp_path / "fault-drill.json", [], None, True, [], {})
     assert "mutation" in json.loads(drill.read_text(encoding="utf-8"))
+
+
+def test_selections_gate_by_default_and_area_on_request() -> None:
+    rules_mutant = Mutant("firestore.rules", 9, "rules-operator", "d", Edit(0, 0, ""))
+    exif_mutant = Mutant("imageflow/agents/exif.py", 9, "constant", "d", Edit(0, 0, ""))
+    gate = runner.mutant_selection(REPO_ROOT, exif_mutant, "gate")
+    assert "tests/rules" in gate.paths
+    assert set(runner.SELF_TESTS) <= set(gate.paths)
+    assert gate.paths[-len(runner.SELF_TESTS) :] == runner.SELF_TESTS, "the suite's own tests run last"
+    assert not gate.keep
+    assert not gate.keep_agents
+    assert runner.mutant_selection(REPO_ROOT, rules_mutant, "gate").paths[0] == "tests/rules"
+    area = runner.mutant_selection(REPO_ROOT, exif_mutant, "area")
+    assert area.keep_agents == ("exif",)
+    assert not set(runner.SELF_TESTS) & set(area.paths)
