@@ -54,7 +54,7 @@ CASES = tuple(Case(*cell) for cell in itertools.product(COLLECTIONS, OPERATIONS,
 
 def collections_named_by(rules: str) -> set[str]:
     """The top-level collections the rules match by name (`match /name/{id}` under documents)."""
-    return set(re.findall(r"match\s+/([A-Za-z_][\w-]*)/\{", rules))
+    return set(re.findall(r"match\s+/(?!databases/\{database\}/documents)([A-Za-z_][\w-]*)/\{", rules))
 
 
 def document_fields(owner: str, status: str = "pending") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, pubsub_v1, storage
 
 from imageflow import manifest as manifest_module
-from stack import infra, processes, state
+from stack import infra, localsecrets, processes, state
 from stack.control import PASS_ENV, ControlError, StackControl
 from stack.processes import MARKER_ENV
 
@@ -206,10 +206,14 @@ def test_push_subscriptions_deliver_through_the_router(echo_env: tuple[StackCont
         sub = subscriber.get_subscription(
             request={"subscription": subscriber.subscription_path(current.project, "st-uploaded--echoer")}
         )
-        # The push carries the stack's verification token (the agents require it).
-        expected = infra.push_endpoint(current.services["echoer"].url, control.push_token())
-        assert sub.push_config.push_endpoint == expected
-        assert "?token=" in expected
+        # The push carries the verification token of the stack's own secrets file (agents require it);
+        # compared without showing it.
+        stack_secrets = localsecrets.parse((Path(current.run_dir).parent.parent / "secrets.env").read_text())
+        token = stack_secrets[localsecrets.PUSH_TOKEN_KEY]
+        carries_token = sub.push_config.push_endpoint == infra.push_endpoint(
+            current.services["echoer"].url, token
+        )
+        assert carries_token, "the push endpoint is not the echoer's URL with the stack's push token"
         assert sub.ack_deadline_seconds == 15
         assert sub.dead_letter_policy.dead_letter_topic.endswith("/topics/st-dead-letter")
         assert sub.dead_letter_policy.max_delivery_attempts == 5
