@@ -225,6 +225,22 @@ def test_push_subscriptions_deliver_through_the_router(echo_env: tuple[StackCont
     # Idempotent: a second run finds everything.
     report = control.ensure_infrastructure()
     assert report.created == []
+    # A verification lane's subscriptions carry the token too (pushes to a candidate's URL).
+    lane = "lane-st--"
+    candidate = current.services["echoer"].url
+    control.ensure_infrastructure(prefix=lane, endpoints={"echoer": candidate})
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        lane_sub = subscriber.get_subscription(
+            request={
+                "subscription": subscriber.subscription_path(current.project, f"{lane}st-uploaded--echoer")
+            }
+        )
+        carries_token = lane_sub.push_config.push_endpoint == infra.push_endpoint(candidate, token)
+        assert carries_token, "the lane's push endpoint does not carry the stack's push token"
+    finally:
+        subscriber.close()
+        control.delete_lane(lane)
 
 
 def test_storage_emulator_round_trip(echo_env: tuple[StackControl, str]) -> None:
