@@ -13,4 +13,5 @@ pytest_plugins = [
     "fixtures.uploads",
     "fixtures.dashboard",
     "fixtures.failures",
+    "fixtures.hypothesis_profiles",
 ]

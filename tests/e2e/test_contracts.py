@@ -8,8 +8,10 @@ batched (a request may carry up to the file limit, each file judged alone) to ke
 
 from __future__ import annotations
 
+import html
 import io
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,26 +25,26 @@ from contract_checks import (
     upload_parts,
 )
 from google.cloud import storage
-from PIL import ExifTags, Image
+from PIL import Image
 from pipeline_checks import every_agent_once
 
 from fixtures import promises
-from fixtures.dashboard import FilePart, element_text, multipart
+from fixtures.dashboard import ROW_PATTERN, FilePart, element_text, multipart
 from fixtures.firestore import WatchResult, WorkflowWatcher
-from fixtures.images import SAMPLES
-from fixtures.privacy import gps_leaks
+from fixtures.images import GPS_LATITUDE, GPS_LONGITUDE, SAMPLES
 from fixtures.reporting import labels
 from fixtures.target import Target, unique_name
 from fixtures.uploads import CSRF_INPUT, HTTP_TIMEOUT_SECONDS, ApiSession, accepted_ids
 from fixtures.users import IdentityToolkit, TestUser
 from imageflow.manifest import Manifest
+from oracles import privacy
 
 pytestmark = pytest.mark.e2e
 
 Part = tuple[str, bytes, str]
 ApiFor = Callable[[TestUser], ApiSession]
 Severity = allure.severity_level
-XMP_GPS_MARKERS = (b"GPSLatitude", b"GPSLongitude", b"GPSCoordinates")
+POSITION = privacy.Position(GPS_LATITUDE, GPS_LONGITUDE)
 # Pillow names a multi-picture JPEG MPO; the contract calls it JPEG.
 FORMAT_NAMES = {"MPO": "JPEG"}
 
@@ -452,12 +454,8 @@ def _body(parts: Sequence[FilePart]) -> bytes:
 
 
 def _location_found(data: bytes) -> list[str]:
-    """Where location data remains in an image: an EXIF GPS IFD, or XMP location properties."""
-    found = [marker.decode() for marker in XMP_GPS_MARKERS if marker in data]
-    with Image.open(io.BytesIO(data)) as image:
-        if image.getexif().get_ifd(ExifTags.IFD.GPSInfo):
-            found.append("EXIF GPS IFD")
-    return found
+    """Where the fixtures' position remains in an image: the independent privacy oracle's findings."""
+    return privacy.blob_leaks(data, POSITION)
 
 
 @pytest.mark.agent("thumbnailer")
@@ -490,7 +488,7 @@ def test_metadata_in_every_container_is_kept_or_removed_as_promised_and_location
         for where, data in (("original", original), ("thumbnail", thumbnail)):
             if located := _location_found(data):
                 wrong[f"{promise.container}: {where}"] = f"location left: {located}"
-        if leaks := gps_leaks(document):
+        if leaks := privacy.document_leaks(document, POSITION):
             wrong[f"{promise.container}: document"] = f"location left: {leaks}"
         if _location_found(item.part[1]) and document["image"].get("gps_removed") is not True:
             wrong[f"{promise.container}: gps_removed"] = str(document["image"].get("gps_removed"))
@@ -610,3 +608,37 @@ def test_login_rules_hold_over_plain_http(target: Target) -> None:
         "email": promises.INVALID_EMAIL,
         "password": promises.MISSING_PASSWORD,
     }
+
+
+@labels(
+    "Contract", "The upload form's own route refuses what the API refuses, over plain HTTP", Severity.CRITICAL
+)
+def test_the_upload_form_route_refuses_what_the_api_refuses(
+    new_user: TestUser,
+    api_session: ApiFor,
+    workflow_watcher: WorkflowWatcher,
+    upload_bucket: storage.Bucket,
+    target: Target,
+) -> None:
+    session = api_session(new_user)
+    _, token = _form(session, "/")
+    refused = [part("tiff"), part("jpeg_over_size_limit"), part("svg", "drawing.jpg", "image/svg+xml")]
+    good = part("tiny_png", "form-good.png")
+    response = session.http.post(
+        f"{session.base}/",
+        data={"csrf_token": token},
+        files=[("files", p) for p in [*refused, good]],
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    no_server_error(response, "POST / (the upload form)")
+    assert response.status_code == 200, f"the form's redirect ended at {response.status_code}"
+    shown = re.findall(r'data-testid="upload-error">([^<]*)<', response.text)
+    expected = [
+        promises.NOT_ACCEPTED.format(name="scan.tif"),
+        promises.TOO_LARGE.format(name=refused[1][0]),
+        promises.NOT_ACCEPTED.format(name="drawing.jpg"),
+    ]
+    assert [html.unescape(s) for s in shown] == expected, "the page shows each refusal with its reason"
+    [workflow_id] = ROW_PATTERN.findall(response.text)
+    assert workflow_watcher.watch(workflow_id).completed
+    only_these_stored(new_user, upload_bucket, target, [workflow_id])
