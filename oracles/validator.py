@@ -2,7 +2,8 @@
 
 sha256 and byte count are recomputed; format comes from magic bytes and size and frames from the
 container's own header (oracles.formats), never from a decoder. The stored original must be the
-uploaded bytes, or, when the dashboard says it removed GPS, the same pixels with the location gone.
+uploaded bytes, or, when the dashboard says it removed GPS, the same pixels and the same camera EXIF
+(exiftool's IFD0 and EXIF IFD) with the location gone.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from oracles import exiftool
 from oracles.formats import NotAnImage, read_header
 from oracles.pixels import decode_rgba
+
+KEPT_GROUPS = ("IFD0:", "ExifIFD:")
 
 
 def check(stored: bytes, recorded: Mapping[str, Any]) -> list[str]:
@@ -52,4 +56,10 @@ def check_stored_original(uploaded: bytes, stored: bytes, gps_removed: bool) -> 
     changed = int(np.any(original != kept, axis=-1).sum())
     if changed:
         return [f"stripping GPS changed {changed} pixels of {original.shape[0] * original.shape[1]}"]
-    return []
+    lost = sorted(set(_camera_exif(uploaded).items()) - set(_camera_exif(stored).items()))
+    return [f"stripping GPS also changed or removed the EXIF tags {lost}"] if lost else []
+
+
+def _camera_exif(data: bytes) -> dict[str, str]:
+    """The EXIF that must survive GPS removal (IFD0 and the EXIF IFD), as exiftool reads it."""
+    return {key: str(value) for key, value in exiftool.read(data).pairs if key.startswith(KEPT_GROUPS)}

@@ -59,7 +59,7 @@ def _jpeg_with_segment(marker: int, body: bytes) -> bytes:
 
 def _raw_profile_exif() -> bytes:
     """ImageMagick's zTXt "Raw profile type exif": the GPS EXIF as hex lines."""
-    payload = b"Exif\x00\x00" + images.camera_exif().tobytes()
+    payload = images.camera_exif().tobytes()  # "Exif\0\0" and the TIFF payload
     hexed = payload.hex()
     lines = "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72))
     text = f"\nexif\n{len(payload):8d}\n{lines}\n".encode()
