@@ -291,6 +291,16 @@ def test_completed_workflow_is_not_settled_until_every_done_step_published() -> 
     assert terminal(doc)
 
 
+def test_ended_workflow_is_not_settled_while_a_step_still_runs() -> None:
+    """A sibling of a failed step may still finish after the status turned failed: wait for it."""
+    doc = _document(validator=_done("v-1"), exif={"status": "failed", "attempts": 1, "error": "boom"})
+    doc["status"] = "failed"
+    doc["steps"]["analysis"].update(status="running", attempts=1, deliveries=1)
+    assert not terminal(doc), "a failed workflow was read while one of its steps was still running"
+    doc["steps"]["analysis"].update(_done("a-1"))
+    assert terminal(doc)
+
+
 class _SilentListener:
     """A live listener stream that never delivers a snapshot (seen once after a cold emulator start)."""
 
