@@ -51,7 +51,8 @@ def make_thumbnail(data: bytes, edit: Edit | None = None, upright: bool = True, 
         image = ImageOps.exif_transpose(opened) if upright else opened.copy()
     if image.mode.startswith("I"):
         image = image.point(lambda v: v / 256).convert("L")
-    alpha = _transparent(image) and image.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    lowest = image.convert("RGBA").getchannel("A").getextrema()[0]
+    alpha = _transparent(image) and isinstance(lowest, int | float) and lowest < 255
     image = image.convert("RGBA" if alpha else "RGB")
     image.thumbnail((256, 256), Image.Resampling.LANCZOS)
     if edit is not None:
@@ -171,10 +172,10 @@ def test_the_content_threshold_has_margins_on_both_sides() -> None:
         seen = thumbnailer.distances(pixels, decode_rgba(make_thumbnail(original)))
         right.append(seen[turn])
         upright = orient(thumbnailer.grid(pixels), turn)
-        for other in (t for t in seen if t != turn):
+        for turned in (t for t in seen if t != turn):
             # An image symmetric under a turn is the same picture: nothing to tell apart there.
-            if abs(orient(thumbnailer.grid(pixels), other) - upright).mean() > 1:
-                wrong.append(seen[other])
+            if abs(orient(thumbnailer.grid(pixels), turned) - upright).mean() > 1:
+                wrong.append(seen[turned])
         for other_index, other in enumerate(originals):
             if other_index != index:
                 wrong.append(thumbnailer.distances(pixels, decode_rgba(make_thumbnail(other)))[turn])
