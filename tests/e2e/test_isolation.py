@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import allure
 import pytest
@@ -21,6 +22,16 @@ from pages.workflow import NotFoundPage
 HTTP_TIMEOUT_SECONDS = 15
 
 
+# The original is never served back (no route exposes it); these are every URL of one upload.
+def object_urls(workflow_id: str) -> list[tuple[str, str]]:
+    """(path, content type the owner gets) for every URL that serves one upload's data."""
+    return [
+        (f"/workflows/{workflow_id}", "text/html"),
+        (f"/api/workflows/{workflow_id}", "application/json"),
+        (f"/workflows/{workflow_id}/thumbnail", "image/"),
+    ]
+
+
 def _client_read(target: Target, workflow_id: str, id_token: str) -> requests.Response:
     """GET the workflow document through Firestore REST with a user's ID token (firestore.rules apply)."""
     with allure.step(f"Read workflows/{workflow_id} through Firestore REST with a user's ID token"):
@@ -32,6 +43,7 @@ def _client_read(target: Target, workflow_id: str, id_token: str) -> requests.Re
 
 
 @pytest.mark.e2e
+@pytest.mark.security
 @labels(
     "Isolation",
     "Another user sees none of the uploads and is refused the workflow",
@@ -57,10 +69,30 @@ def test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere(
         expect(stranger_dashboard.row_for(workflow_id)).to_have_count(0)
 
     NotFoundPage.open(stranger_dashboard.page, f"/workflows/{workflow_id}")
-    with allure.step("The other user gets 404 from the API and the thumbnail URL"):
-        request = stranger_dashboard.page.request
-        assert request.get(f"/api/workflows/{workflow_id}").status == 404
-        assert request.get(f"/workflows/{workflow_id}/thumbnail").status == 404
+    # Each refusal beside the owner's success on the same URL, so a mistyped route cannot pass.
+    owner_request = owner_dashboard.page.request
+    stranger_request = stranger_dashboard.page.request
+    with requests.Session() as anonymous:
+        for path, kind in object_urls(workflow_id):
+            with allure.step(f"{path}: the owner gets it, the other user 404, anonymous is refused"):
+                mine = owner_request.get(path, max_redirects=0)
+                assert mine.status == 200, f"the owner got {mine.status} on {path}"
+                assert mine.headers["content-type"].startswith(kind), (
+                    f"{path} is {mine.headers['content-type']}"
+                )
+                theirs = stranger_request.get(path, max_redirects=0)
+                assert theirs.status == 404, f"another user got {theirs.status} on {path}, not 404"
+                assert owner.uid not in theirs.text(), f"{path} named the owner to another user"
+                nobody = anonymous.get(
+                    f"{target.dashboard_url}{path}", allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
+                )
+                if path.startswith("/api/"):
+                    assert nobody.status_code == 401, f"anonymous got {nobody.status_code} on {path}, not 401"
+                else:
+                    assert nobody.status_code == 302, (
+                        f"anonymous got {nobody.status_code} on {path}, not a redirect"
+                    )
+                    assert urlsplit(nobody.headers["Location"]).path == "/login"
 
     refused = _client_read(target, workflow_id, id_token_for(stranger))
     assert refused.status_code == 403, f"another user's token read the document: {refused.status_code}"

@@ -1,0 +1,478 @@
+"""Security properties of the dashboard as released: session lifetime, cookies, markup, CSRF, bursts.
+
+Sessions are server-side (imageflow/dashboard/session_store.py says why a Firestore document and
+not a Firebase session cookie): the cookie carries a random id, logout deletes the session, a login
+always starts a new one. These scenarios hold any target to that from the outside: a copy of the
+cookie taken before logout is refused after it on every protected URL, no cookie the dashboard
+sets carries a token or a password, and the session collection is closed to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import allure
+import pytest
+import requests
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from pipeline_checks import completed
+from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
+
+from fixtures.firestore import WorkflowWatcher
+from fixtures.images import MakeImage
+from fixtures.reporting import labels, register_secret
+from fixtures.target import Target
+from fixtures.uploads import CSRF_HEADER, CSRF_INPUT, HTTP_TIMEOUT_SECONDS, ApiSession
+from fixtures.users import TestUser, UserFactory, throwaway_password
+from imageflow import clients
+from pages.dashboard import DashboardPage
+from pages.login import LoginPage
+from pages.workflow import WorkflowPage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.security]
+Severity = allure.severity_level
+
+SESSION_COOKIE = "imageflow_session"
+# What the signed session cookie may hold: the session id, an anonymous visitor's CSRF token,
+# one-shot messages and Flask's permanence flag. Anything else is a finding.
+COOKIE_KEYS = frozenset({"sid", "csrf", "_flashes", "_permanent"})
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.")
+# Markup that would run or inject an element if any page rendered it as HTML.
+MARKUP_FILENAME = "<img src=x onerror=alert(1)>.jpg"
+MARKUP_EXIF_KIND = "jpeg_with_markup_exif"
+# Collects CSP violations in the page itself: a console message can be missed, an event is kept.
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.__cspViolations.push(event.violatedDirective + ' ' + event.blockedURI);
+});
+"""
+# Beyond this many failed logins of one account the burst must have been refused.
+BURST_BOUND = 30
+
+
+def decode_cookie(value: str) -> dict[str, Any]:
+    """The payload of an itsdangerous-signed cookie (Flask's session), {} when it is not one."""
+    payload = value.strip('"')
+    compressed = payload.startswith(".")
+    body = payload.lstrip(".").split(".", 1)[0]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        if compressed:
+            raw = zlib.decompress(raw)
+        decoded = json.loads(raw)
+    except (ValueError, zlib.error):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def strings_in(value: object) -> Iterator[str]:
+    """Every string anywhere in a decoded cookie payload (Flask tags wrap values in dicts and lists)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings_in(item)
+
+
+def cookie_problems(value: str, password: str) -> list[str]:
+    """What a dashboard cookie must never carry: unknown keys, a JWT, a password, a refresh token."""
+    problems = []
+    if password and password in value:
+        problems.append("the password in the raw cookie")
+    decoded = decode_cookie(value)
+    extra = sorted(set(decoded) - COOKIE_KEYS)
+    if extra:
+        problems.append(f"keys beyond the session id: {extra}")
+    # A signed cookie itself looks like a JWT (payload.timestamp.signature): look inside it instead.
+    for text in list(strings_in(decoded)) if decoded else [value]:
+        if JWT.search(text):
+            problems.append("a JWT (an ID token)")
+        if password and password in text:
+            problems.append("the password")
+    return sorted(set(problems))
+
+
+def session_id_of(http: requests.Session) -> str:
+    """The session id in a requests session's dashboard cookie ("" when there is none)."""
+    value = http.cookies.get(SESSION_COOKIE) or ""
+    return str(decode_cookie(value).get("sid", ""))
+
+
+def replay(target: Target, cookie: str) -> requests.Session:
+    """A new client holding nothing but a copy of one cookie value (what a thief would have)."""
+    thief = requests.Session()
+    host = urlsplit(target.dashboard_url).hostname or ""
+    thief.cookies.set(SESSION_COOKIE, cookie, domain=host, path="/")
+    return thief
+
+
+def get(http: requests.Session, target: Target, path: str) -> requests.Response:
+    """GET a dashboard path without following redirects."""
+    return http.get(f"{target.dashboard_url}{path}", allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
+
+
+def refused(response: requests.Response, path: str) -> None:
+    """The answer to an unauthenticated request: a redirect to the login page, or 401 on the API."""
+    if path.startswith("/api/"):
+        assert response.status_code == 401, f"{path} answered {response.status_code}, not 401"
+        return
+    assert response.status_code in (302, 303), f"{path} answered {response.status_code}, not a redirect"
+    location = urlsplit(response.headers.get("Location", ""))
+    assert location.path == "/login", f"{path} redirected to {location.path!r}, not /login"
+
+
+@pytest.fixture
+def owner_with_upload(
+    new_user: TestUser,
+    api_session: Callable[[TestUser], ApiSession],
+    make_image: MakeImage,
+    workflow_watcher: WorkflowWatcher,
+) -> tuple[TestUser, ApiSession, str]:
+    """A logged-in HTTP session whose user has one completed upload (so a thumbnail exists)."""
+    session = api_session(new_user)
+    image = make_image("tiny_png")
+    answer = session.upload([image.multipart()])
+    assert answer.status_code == 201, f"the upload answered {answer.status_code}: {answer.text[:200]}"
+    workflow_id = str(answer.json()["accepted"][0]["workflow_id"])
+    completed(workflow_watcher, workflow_id)
+    return new_user, session, workflow_id
+
+
+def protected_paths(workflow_id: str) -> list[str]:
+    """Every kind of protected URL: the list page, the API, a workflow page and its thumbnail."""
+    return [
+        "/",
+        "/api/uploads",
+        f"/workflows/{workflow_id}",
+        f"/api/workflows/{workflow_id}",
+        f"/workflows/{workflow_id}/thumbnail",
+    ]
+
+
+@pytest.mark.smoke
+@labels("Security", "A cookie captured before logout is refused after it", Severity.BLOCKER)
+def test_cookie_captured_before_logout_is_refused_after_it(
+    owner_with_upload: tuple[TestUser, ApiSession, str], target: Target
+) -> None:
+    _, session, workflow_id = owner_with_upload
+    captured = session.http.cookies.get(SESSION_COOKIE) or ""
+    assert captured, "the login set no session cookie"
+    thief = replay(target, captured)
+    with allure.step("Before logout, the copied cookie opens every protected URL (the check can fail)"):
+        for path in protected_paths(workflow_id):
+            answer = get(thief, target, path)
+            assert answer.status_code == 200, (
+                f"the copied cookie got {answer.status_code} on {path} before logout"
+            )
+    with allure.step("Log out"):
+        out = session.http.post(
+            f"{target.dashboard_url}/logout",
+            data={"csrf_token": session.csrf_token},
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+        assert out.status_code in (302, 303), f"logout answered {out.status_code}"
+    with allure.step("After logout, the same cookie opens nothing"):
+        thief = replay(target, captured)
+        for path in protected_paths(workflow_id):
+            refused(get(thief, target, path), path)
+
+
+@pytest.mark.smoke
+@labels("Security", "No cookie carries a token or a password", Severity.BLOCKER)
+def test_no_cookie_carries_a_token_or_a_password(page: Page, new_user: TestUser) -> None:
+    seen: list[str] = []
+    page.on(
+        "response",
+        lambda response: seen.extend(
+            h["value"] for h in response.headers_array() if h["name"].lower() == "set-cookie"
+        ),
+    )
+    dashboard = LoginPage(page).goto().login(new_user.email, new_user.password)
+    expect(dashboard.nav.user).to_have_text(new_user.email)
+    page.goto("/api/uploads")
+    cookies = page.context.cookies()
+    session = [c for c in cookies if c["name"] == SESSION_COOKIE]
+    assert session, f"no {SESSION_COOKIE} cookie after login; cookies: {[c['name'] for c in cookies]}"
+    assert session[0]["httpOnly"], "the session cookie is readable by scripts (no HttpOnly)"
+    assert session[0]["sameSite"] in ("Lax", "Strict"), (
+        f"the session cookie is SameSite={session[0]['sameSite']}"
+    )
+    assert decode_cookie(session[0]["value"]).get("sid"), "the session cookie names no server-side session"
+    DashboardPage(page).goto().nav.log_out()
+    assert seen, "no Set-Cookie was seen: the check would prove nothing"
+    values = [c["value"] for c in cookies] + [h.split(";", 1)[0].partition("=")[2] for h in seen]
+    problems = {problem for value in values for problem in cookie_problems(value, new_user.password)}
+    assert not problems, f"a dashboard cookie carries {sorted(problems)}"
+
+
+@pytest.mark.smoke
+@labels("Security", "The session is renewed at login", Severity.CRITICAL)
+def test_session_is_renewed_at_login_and_a_planted_cookie_is_not_promoted(
+    new_user: TestUser, target: Target
+) -> None:
+    victim = requests.Session()
+    try:
+        form = get(victim, target, "/login")
+        found = CSRF_INPUT.search(form.text)
+        assert form.status_code == 200, f"GET /login answered {form.status_code}"
+        assert found, "the login page has no CSRF token"
+        planted = victim.cookies.get(SESSION_COOKIE) or ""
+        assert planted, "the login page set no cookie: nothing to plant"
+        with allure.step("Log in with the pre-login cookie (as if an attacker had planted it)"):
+            answer = victim.post(
+                f"{target.dashboard_url}/login",
+                data={"email": new_user.email, "password": new_user.password, "csrf_token": found.group(1)},
+                allow_redirects=False,
+                timeout=HTTP_TIMEOUT_SECONDS,
+            )
+            assert answer.status_code in (302, 303), f"login answered {answer.status_code}"
+        after = victim.cookies.get(SESSION_COOKIE) or ""
+        register_secret(after, f"the session cookie of {new_user.email}")
+        assert after, "the login set no session cookie"
+        assert after != planted, "the session cookie was not renewed at login"
+        assert session_id_of(victim), "the logged-in cookie names no session"
+        assert not decode_cookie(planted).get("sid"), "an anonymous visitor was given a session id"
+        assert get(victim, target, "/").status_code == 200, "the renewed cookie does not open the dashboard"
+        refused(get(replay(target, planted), target, "/"), "/")
+    finally:
+        victim.close()
+
+
+@pytest.mark.smoke
+@labels("Security", "Session documents are closed to clients", Severity.CRITICAL)
+def test_session_document_is_closed_to_its_own_user(
+    api_session: Callable[[TestUser], ApiSession],
+    new_user: TestUser,
+    id_token_for: Callable[[TestUser], str],
+    target: Target,
+) -> None:
+    session = api_session(new_user)
+    session_id = session_id_of(session.http)
+    assert session_id, "the login's cookie names no session"
+    document = f"{target.firestore_rest_url}/sessions/{hashlib.sha256(session_id.encode()).hexdigest()}"
+    token = id_token_for(new_user)
+    with allure.step("The session's own user reads its session document through Firestore REST"):
+        own = requests.get(
+            document, headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT_SECONDS
+        )
+        listed = requests.get(
+            f"{target.firestore_rest_url}/sessions",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+    assert own.status_code == 403, f"a client read its session document: {own.status_code}"
+    assert listed.status_code == 403, f"a client listed the sessions: {listed.status_code}"
+    if target.is_local:
+        stored = (
+            clients.firestore_client(target.project)
+            .collection("sessions")
+            .document(document.rsplit("/", 1)[-1])
+            .get()
+        )
+        # Otherwise the 403 would prove nothing: the refusal must be of the real document.
+        assert stored.exists, "the session document is not where the refusal was asked for"
+        assert (stored.to_dict() or {}).get("uid") == new_user.uid, "the session document is another user's"
+
+
+@pytest.mark.smoke
+@labels("Security", "A strict Content-Security-Policy", Severity.NORMAL)
+def test_pages_carry_a_strict_content_security_policy(target: Target) -> None:
+    answer = requests.get(f"{target.dashboard_url}/login", timeout=HTTP_TIMEOUT_SECONDS)
+    policy = answer.headers.get("Content-Security-Policy", "")
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+    assert directives.get("default-src") == ["'self'"], f"default-src is {directives.get('default-src')}"
+    script = directives.get("script-src", directives.get("default-src", []))
+    assert "'unsafe-inline'" not in script, f"script-src allows {script}"
+    assert "'unsafe-eval'" not in script, f"script-src allows {script}"
+    assert directives.get("object-src") == ["'none'"], f"object-src is {directives.get('object-src')}"
+    assert directives.get("frame-ancestors") == ["'none'"], (
+        f"frame-ancestors is {directives.get('frame-ancestors')}"
+    )
+    assert answer.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+@labels("Security", "Markup in user-controlled values is shown as text", Severity.CRITICAL)
+def test_markup_in_file_name_and_metadata_is_shown_as_text(
+    logged_in_page: DashboardPage, make_image: MakeImage, workflow_watcher: WorkflowWatcher
+) -> None:
+    page = logged_in_page.page
+    dialogs: list[str] = []
+    csp_messages: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            csp_messages.append(message.text)
+
+    page.on("dialog", on_dialog)
+    page.on("console", on_console)
+    page.context.add_init_script(CSP_LISTENER)
+    image = make_image(MARKUP_EXIF_KIND, filename=MARKUP_FILENAME)
+    dashboard = logged_in_page.upload([image.path])
+    workflow_id = dashboard.workflow_id_of(MARKUP_FILENAME)
+    result = completed(workflow_watcher, workflow_id)
+    with allure.step("A step recorded the markup from the EXIF (so the checks below have something to show)"):
+        outputs = json.dumps(
+            [s.get("output") for s in ((result.document or {}).get("steps") or {}).values()], default=str
+        )
+        assert "<script>alert(2)</script>" in outputs, "no step recorded the EXIF markup"
+
+    def nothing_injected(where: str) -> None:
+        injected = page.locator("img[src='x'], [onerror], [onload], script:not([src]), svg").count()
+        assert injected == 0, f"{where}: {injected} element(s) injected from user-controlled values"
+
+    with allure.step("The upload's message shows the file name literally"):
+        expect(dashboard.flash.messages.first).to_have_text(f"Uploaded {MARKUP_FILENAME}")
+        nothing_injected("the upload message")
+    with allure.step("The dashboard list shows the file name literally"):
+        dashboard.goto()
+        expect(dashboard.row_for(MARKUP_FILENAME)).to_have_count(1)
+        expect(dashboard.row_for(workflow_id).get_by_role("link")).to_have_text(MARKUP_FILENAME)
+        nothing_injected("the dashboard")
+    with allure.step("The workflow page shows the file name literally, metadata included"):
+        workflow = WorkflowPage.open(page, workflow_id)
+        expect(workflow.heading).to_have_text(MARKUP_FILENAME)
+        expect(page).to_have_title(re.compile(re.escape(MARKUP_FILENAME)))
+        expect(workflow.status).to_have_text("completed")
+        expect(workflow.thumbnail).to_be_visible()
+        nothing_injected("the workflow page")
+    with allure.step("The API returns the values as JSON text, never as a page"):
+        answer = page.request.get(f"/api/workflows/{workflow_id}")
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.json()["image"]["filename"] == MARKUP_FILENAME
+    violations = page.evaluate("window.__cspViolations || []")
+    assert not dialogs, f"a dialog opened: {dialogs}"
+    assert not violations, f"CSP violations: {violations}"
+    assert not csp_messages, f"CSP messages on the console: {csp_messages}"
+
+
+@labels("Security", "Every state-changing call refuses a missing or foreign CSRF token", Severity.CRITICAL)
+def test_api_upload_and_logout_refuse_a_missing_or_foreign_csrf_token(
+    api_session: Callable[[TestUser], ApiSession],
+    user_factory: UserFactory,
+    make_image: MakeImage,
+    target: Target,
+) -> None:
+    owner, other = api_session(user_factory()), api_session(user_factory())
+    image = make_image("tiny_png")
+    for label, token in (("no", None), ("another session's", other.csrf_token)):
+        with allure.step(f"POST /api/uploads and /logout with {label} CSRF token"):
+            headers = {CSRF_HEADER: token} if token else {}
+            owner.http.headers.pop(CSRF_HEADER, None)
+            upload = owner.http.post(
+                f"{target.dashboard_url}/api/uploads",
+                files=[("files", image.multipart())],
+                headers=headers,
+                timeout=HTTP_TIMEOUT_SECONDS,
+            )
+            assert 400 <= upload.status_code < 500, (
+                f"an upload with {label} token answered {upload.status_code}"
+            )
+            out = owner.http.post(
+                f"{target.dashboard_url}/logout",
+                data={"csrf_token": token} if token else {},
+                allow_redirects=False,
+                timeout=HTTP_TIMEOUT_SECONDS,
+            )
+            assert 400 <= out.status_code < 500, f"a logout with {label} token answered {out.status_code}"
+    owner.http.headers[CSRF_HEADER] = owner.csrf_token
+    listed = owner.uploads()
+    assert listed.status_code == 200, "the owner was logged out by a request without their token"
+    assert listed.json() == [], f"an upload without the owner's token was stored: {listed.json()}"
+    with allure.step(
+        "With the owner's own token the same upload is accepted (the refusals were about the token)"
+    ):
+        accepted = owner.upload([image.multipart()])
+        assert accepted.status_code == 201, f"the owner's upload answered {accepted.status_code}"
+
+
+@labels("Security", "Login bursts are limited per account", Severity.CRITICAL)
+def test_login_burst_gets_429_and_other_users_are_not_affected(
+    user_factory: UserFactory, api_session: Callable[[TestUser], ApiSession], target: Target
+) -> None:
+    if urlsplit(target.dashboard_url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        pytest.skip("bursts of failed logins are sent to a loopback dashboard only")
+    victim, bystander = user_factory(), user_factory()
+    attacker = requests.Session()
+    try:
+        statuses: list[int] = []
+        limited: requests.Response | None = None
+        with allure.step(f"Up to {BURST_BOUND} wrong passwords for one account"):
+            for _ in range(BURST_BOUND):
+                form = get(attacker, target, "/login")
+                found = CSRF_INPUT.search(form.text)
+                assert found, f"GET /login answered {form.status_code} without a CSRF token"
+                answer = attacker.post(
+                    f"{target.dashboard_url}/login",
+                    data={
+                        "email": victim.email,
+                        "password": throwaway_password(),
+                        "csrf_token": found.group(1),
+                    },
+                    allow_redirects=False,
+                    timeout=HTTP_TIMEOUT_SECONDS,
+                )
+                statuses.append(answer.status_code)
+                if answer.status_code == 429:
+                    limited = answer
+                    break
+                assert answer.status_code == 401, f"a wrong password answered {answer.status_code}"
+        assert limited is not None, f"{BURST_BOUND} wrong passwords in a row were never refused: {statuses}"
+        retry_after = limited.headers.get("Retry-After", "")
+        assert retry_after.isdigit(), f"429 without a Retry-After in seconds: {retry_after!r}"
+        assert int(retry_after) > 0, f"Retry-After is {retry_after}"
+        assert "Too many attempts" in limited.text
+        with allure.step("Even the right password waits out the window for that account"):
+            form = get(attacker, target, "/login")
+            found = CSRF_INPUT.search(form.text)
+            assert found
+            right = attacker.post(
+                f"{target.dashboard_url}/login",
+                data={"email": victim.email, "password": victim.password, "csrf_token": found.group(1)},
+                allow_redirects=False,
+                timeout=HTTP_TIMEOUT_SECONDS,
+            )
+            assert right.status_code == 429, (
+                f"the locked account logged in during the window: {right.status_code}"
+            )
+        with allure.step("Another user, from the same address, logs in as usual"):
+            api_session(bystander)
+    finally:
+        attacker.close()
+
+
+@labels("Security", "The cookie check can fail", Severity.NORMAL)
+def test_cookie_check_flags_a_cookie_that_carries_tokens() -> None:
+    """The old signed cookie (tokens inside, compressed or not) is flagged; a session-id cookie is not."""
+    app = Flask(__name__)
+    app.secret_key = "cookie-check-self-test"
+    serializer = SecureCookieSessionInterface().get_signing_serializer(app)
+    assert serializer is not None
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":"k"}').rstrip(b"=").decode()
+    id_token = f"{header}.{header}.signature"
+    old = {"uid": "u1", "id_token": id_token, "refresh_token": "AMf-" + "r" * 200, "expires_at": 1.0}
+    flagged = cookie_problems(str(serializer.dumps(old)), "Secret1pass")
+    assert "a JWT (an ID token)" in flagged
+    assert any(p.startswith("keys beyond the session id") for p in flagged)
+    assert cookie_problems(str(serializer.dumps({"pw": "Secret1pass" * 20})), "Secret1pass")
+    for session_id in ("x" * 43, "Zk3_q-8vTn0aWcLr2pYbHs5uJeM1oXgDiQf7tNz4KyA"):
+        # Compressed or not, a cookie holding only a session id passes.
+        cookie = str(serializer.dumps({"sid": session_id, "_permanent": True}))
+        assert cookie_problems(cookie, "Secret1pass") == [], cookie_problems(cookie, "Secret1pass")
