@@ -53,7 +53,7 @@ KINDS = [
     "photo_minduka",
 ]
 
-pytestmark = pytest.mark.skipif(not exiftool.available(), reason=exiftool.INSTALL_HINT)
+NEEDS_EXIFTOOL = pytest.mark.skipif(not exiftool.available(), reason=exiftool.INSTALL_HINT)
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,7 @@ def check_privacy(done: Processed, stored: bytes, thumbnail: bytes) -> None:
         _verdict(done, "dashboard (location privacy)", leaks)
 
 
+@NEEDS_EXIFTOOL
 @pytest.mark.e2e
 @pytest.mark.agent("validator")
 @pytest.mark.agent("thumbnailer")
