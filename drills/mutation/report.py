@@ -87,11 +87,14 @@ def markdown(doc: dict[str, Any]) -> str:
         )
     for reason in doc.get("reasons", []):
         lines += ["", f"**{reason}**"]
-    survivors = [m for m in doc["mutants"] if m["status"] in (SURVIVED, TIMEOUT)]
-    lines += ["", f"## Surviving mutants ({len(survivors)})", ""]
-    for mutant in survivors:
-        lines += [f"### {mutant['id']} ({mutant['status']}): {mutant['description']}", "", "```diff"]
-        lines += [mutant["diff"].rstrip(), "```", ""]
+    for area in AREAS:
+        survivors = [m for m in doc["mutants"] if m["status"] in (SURVIVED, TIMEOUT) and m["area"] == area]
+        if not survivors:
+            continue
+        lines += ["", f"## {area}: surviving mutants ({len(survivors)})", ""]
+        for mutant in survivors:
+            lines += [f"### {mutant['id']} ({mutant['status']}): {mutant['description']}", "", "```diff"]
+            lines += [mutant["diff"].rstrip(), "```", ""]
     equivalent = [m for m in doc["mutants"] if m["status"] == EQUIVALENT]
     if equivalent:
         lines += [f"## Judged equivalent ({len(equivalent)})", ""]
