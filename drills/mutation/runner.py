@@ -279,11 +279,12 @@ def run_mutant(
     try:
         try:
             deployment.apply()
-        except RevisionFailed as exc:
-            # The release's own deploy step refuses a revision that never gets ready.
+        except (RevisionFailed, ControlError) as exc:
+            # The release's own deploy step refuses a revision that never gets ready, or rules that do
+            # not load (a broken router shows in the health check below: stack-broke, not killed).
             result.status, result.killed_by, result.message = (
                 report.KILLED,
-                ["deploy: revision never ready"],
+                ["deploy: the revision never got ready or the rules did not load"],
                 str(exc)[:300],
             )
             return result
