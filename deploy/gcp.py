@@ -24,6 +24,7 @@ HTTP_TIMEOUT = 30.0
 # IAM principals that make a Cloud Run service public: an agent granting them anything would take
 # pushes (and any request) from anyone, not only from the push identity.
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+INVOKER_ROLE = "roles/run.invoker"
 
 # Alert policies the monitoring step keeps present and enabled (display name suffix -> condition).
 POLICIES: dict[str, dict[str, Any]] = {
@@ -346,6 +347,17 @@ class GcpExecutor:
                     f"remove tag {self.ctx.tag} from {name}",
                     self.run_cmd("services", "update-traffic", name, f"--remove-tags={self.ctx.tag}"),
                 )
+            if spec.name in self.manifest.agent_names:
+                # Pushes are signed for the push identity: it alone may invoke the (private) agent.
+                self.shell.run(
+                    self.run_cmd(
+                        "services",
+                        "add-iam-policy-binding",
+                        name,
+                        f"--member=serviceAccount:{self.push_account}",
+                        "--role=roles/run.invoker",
+                    )
+                )
             deployed = self.describe(spec.name) or {}
             status = deployed.get("status", {})
             revision = status.get("latestCreatedRevisionName", "")
@@ -620,6 +632,8 @@ class GcpExecutor:
         result = self.shell.run(
             self.run_cmd("services", "get-iam-policy", name, "--format=json"), check=False, dry_stdout="{}"
         )
+        if self.shell.dry_run:
+            return []
         if not result.ok:
             return [f"cannot read the IAM policy of {name}: {last_line(result.stderr)}"]
         try:
@@ -633,7 +647,16 @@ class GcpExecutor:
             )
         except (json.JSONDecodeError, AttributeError, TypeError):
             return [f"the IAM policy of {name} is not a JSON policy"]
-        return [f"{name} is public ({', '.join(public)})"] if public else []
+        problems = [f"{name} is public ({', '.join(public)})"] if public else []
+        invokers = {
+            member
+            for binding in bindings
+            if binding.get("role") == INVOKER_ROLE
+            for member in binding.get("members") or []
+        }
+        if f"serviceAccount:{self.push_account}" not in invokers:
+            problems.append(f"{name} cannot be invoked by the push identity {self.push_account}")
+        return problems
 
     def readiness(self, name: str, url: str, token: str) -> list[str]:
         """GET /readyz on one service: 200 and ready, on this environment, with no emulator hosts."""

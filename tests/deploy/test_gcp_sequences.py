@@ -273,6 +273,29 @@ def test_the_deploy_makes_every_agent_private_and_the_dashboard_public(staging: 
     assert public == {"imageflow-dashboard"}
 
 
+def test_the_push_identity_is_made_each_agents_invoker(staging: FakeCloud) -> None:
+    """Each agent, private, lets exactly the push service account invoke it; the dashboard is untouched."""
+    code, output = run("staging_e2e")
+    assert code == 0, output
+    services = staging.state["services"]
+    push_identity = "serviceAccount:imageflow-pusher@imageflow-staging.iam.gserviceaccount.com"
+    agents = [s for s in SERVICES if s != "dashboard"]
+    assert all(services[f"imageflow-{s}"].get("invokers") == [push_identity] for s in agents)
+    assert not services["imageflow-dashboard"].get("invokers")
+
+
+def test_a_refused_invoker_grant_fails_the_candidates_and_undoes_them(
+    staging: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the push identity as invoker no push would arrive: the candidates step fails, undone."""
+    monkeypatch.setenv("FAKE_CLOUD_FAIL", "add-iam-policy-binding imageflow-validator")
+    code, output = run("staging_e2e")
+    assert code == 1
+    assert "ERROR: (gcloud.run.services.add-iam-policy-binding)" in output
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    assert staging.record()["steps"][3]["status"] == "failed"
+
+
 def test_missing_secret_fails_before_any_change(staging: FakeCloud) -> None:
     """A secret without an enabled version: the plan stops at the secrets step, nothing to undo."""
     state = staging.state
