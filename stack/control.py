@@ -164,7 +164,7 @@ class StackControl:
         passed = _INHERITED_KEYS | {k.strip() for k in os.environ.get(PASS_ENV, "").split(",") if k.strip()}
         env = {k: v for k, v in os.environ.items() if k in passed or k.startswith(_INHERITED_PREFIXES)}
         env.update(current.env)
-        local_secrets = localsecrets.ensure()
+        local_secrets = self.local_secrets()
         env.update({k: local_secrets[k] for k in self._secret_keys(service) if k in local_secrets})
         if self._is_agent(service):
             # Every local agent requires the token its push subscriptions carry (infra.push_endpoint).
@@ -381,7 +381,12 @@ class StackControl:
 
     def push_token(self) -> str:
         """The push verification token of this stack's subscriptions and agents (a local secret)."""
-        return localsecrets.ensure()[localsecrets.PUSH_TOKEN_KEY]
+        return self.local_secrets()[localsecrets.PUSH_TOKEN_KEY]
+
+    def local_secrets(self) -> dict[str, str]:
+        """The stack's own local secrets (the file it started with, whoever calls)."""
+        recorded = self.state.secrets_file
+        return localsecrets.ensure(Path(recorded) if recorded else None)
 
     def delete_lane(self, prefix: str) -> None:
         """Delete a verification lane's topics and subscriptions."""

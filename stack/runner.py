@@ -173,6 +173,7 @@ def start(
             router_admin_url=f"http://{HOST}:{admin_port}",
             processes=[ProcessRecord(**p.as_record()) for p in started],  # type: ignore[arg-type]
             owner_pid=os.getpid(),
+            secrets_file=str(localsecrets.secrets_path()),
             started_at=datetime.now(UTC).isoformat(),
         )
         # Written before anything is ready, so `stack down` can clean up after a crash mid-start.

@@ -89,6 +89,9 @@ class StackState:
     processes: list[ProcessRecord] = field(default_factory=list)
     owner_pid: int = 0
     started_at: str = ""
+    # The local secrets file the stack started with: every process acting on the stack uses it, so
+    # a revision or lane it deploys gets the same secrets (the push token) as the stack's own.
+    secrets_file: str = ""
 
     @property
     def dashboard_url(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import allure
@@ -21,7 +22,7 @@ from pipeline_checks import completed
 from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.reporting import labels
-from fixtures.target import Target
+from fixtures.target import Target, read_stack_state
 from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser
 from imageflow.manifest import Manifest
@@ -57,7 +58,9 @@ def local_push_token(target: Target) -> str:
     """The local stack's push verification token (the positive half needs it; only local has one)."""
     if not target.is_local:
         pytest.skip("only the local stack's push token is known to the suite (Cloud Run pushes use OIDC)")
-    path = localsecrets.secrets_path()
+    # The stack's own secrets file (recorded in its state), else the default one.
+    recorded = (read_stack_state() or {}).get("secrets_file")
+    path = Path(recorded) if recorded else localsecrets.secrets_path()
     token = localsecrets.parse(path.read_text(encoding="utf-8")).get(localsecrets.PUSH_TOKEN_KEY, "")
     assert token, f"the local stack has no {localsecrets.PUSH_TOKEN_KEY} in its secrets file"
     return token
