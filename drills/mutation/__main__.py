@@ -77,8 +77,10 @@ def rescore(path: Path, equivalent: Path = EQUIVALENT_FILE) -> Path:
     judged = load_equivalent(equivalent)
     results = [report.MutantResult(**m) for m in doc.pop("mutants")]
     for result in results:
-        if result.id in judged and result.status != report.EQUIVALENT:
-            result.reason = f"{judged[result.id]} (ran: {result.status})"
+        # A killed mutant is proof it was not equivalent: its judgement is left for a person to fix.
+        if result.id in judged and result.status in (report.SURVIVED, report.TIMEOUT, report.NOT_RUN):
+            ran = "" if result.status == report.NOT_RUN else f" (ran: {result.status})"
+            result.reason = judged[result.id] + ran
             result.status = report.EQUIVALENT
     doc.pop("score", None)
     return report.write(path, results, doc)

@@ -309,12 +309,15 @@ def test_fault_switch_branches_are_left_to_the_fault_drill() -> None:
 def test_rescore_applies_the_equivalent_list_to_a_report(tmp_path: Path) -> None:
     path = report.write(tmp_path / "m.json", [_result("survived"), _result("killed")], {"seed": 1})
     judged = tmp_path / "eq.toml"
-    judged.write_text(
-        '[[equivalent]]\nid = "survived-agents"\nreason = "unreachable in a release"\n', encoding="utf-8"
-    )
+    entries = [
+        f'[[equivalent]]\nid = "{i}"\nreason = "unreachable in a release"\n'
+        for i in ("survived-agents", "killed-agents")
+    ]
+    judged.write_text("\n".join(entries), encoding="utf-8")
     doc = json.loads(mutation_main.rescore(path, judged).read_text(encoding="utf-8"))
     assert doc["score"]["agents"]["score"] == 1.0
     assert doc["mutants"][0]["reason"] == "unreachable in a release (ran: survived)"
+    assert doc["mutants"][1]["status"] == "killed", "a killed mutant is never re-judged equivalent"
 
 
 def test_the_command_line_parses_its_own_options_and_passes_the_rest() -> None:
