@@ -106,6 +106,42 @@ def document(watcher: WorkflowWatcher, workflow_id: str) -> dict[str, Any]:
     return dict(found)
 
 
+# Pub/Sub delivers at least once: a real redelivery may still bump a step's `deliveries` after a
+# workflow settled, exactly what an accepted push would do. A round (read, pushes, read) is
+# repeated up to this many times: an agent that accepts changes the document in every round,
+# a stray redelivery in one.
+ROUNDS = 3
+
+
+def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Which fields differ (steps by agent and field), for the failure message."""
+    changed = [
+        key
+        for key in sorted(set(before) | set(after))
+        if key != "steps" and before.get(key) != after.get(key)
+    ]
+    steps_before, steps_after = before.get("steps") or {}, after.get("steps") or {}
+    for agent in sorted(set(steps_before) | set(steps_after)):
+        one, two = steps_before.get(agent) or {}, steps_after.get(agent) or {}
+        changed += [f"steps.{agent}.{f}" for f in sorted(set(one) | set(two)) if one.get(f) != two.get(f)]
+    return changed
+
+
+def changes_in_every_round(
+    watcher: WorkflowWatcher, workflow_id: str, push: Callable[[], None]
+) -> list[list[str]]:
+    """Run the pushes between two whole-document reads; [] once a round changed nothing."""
+    seen: list[list[str]] = []
+    for _ in range(ROUNDS):
+        before = document(watcher, workflow_id)
+        push()
+        after = document(watcher, workflow_id)
+        if after == before:
+            return []
+        seen.append(differences(before, after))
+    return seen
+
+
 @pytest.mark.smoke
 @labels(
     "Push security",
@@ -122,16 +158,18 @@ def test_a_push_without_the_push_identity_is_refused_and_changes_nothing(
     if not urls:
         pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
     workflow_id, owner = owned_workflow
-    before = document(workflow_watcher, workflow_id)
     body = push_envelope(workflow_id, owner)
     answers: dict[str, tuple[int, int]] = {}
-    for name, url in urls.items():
-        with allure.step(f"Push at {name} without a token, then with a wrong one"):
-            answers[name] = (post(url, body).status_code, post(url, body, {"token": "wrong"}).status_code)
-    accepted = {name: codes for name, codes in answers.items() if not set(codes) <= set(REFUSED)}
-    assert not accepted, f"agents did not refuse an unauthenticated push (status codes): {accepted}"
-    after = document(workflow_watcher, workflow_id)
-    assert after == before, "an unauthenticated push changed the workflow document"
+
+    def push() -> None:
+        for name, url in urls.items():
+            with allure.step(f"Push at {name} without a token, then with a wrong one"):
+                answers[name] = (post(url, body).status_code, post(url, body, {"token": "wrong"}).status_code)
+        accepted = {name: codes for name, codes in answers.items() if not set(codes) <= set(REFUSED)}
+        assert not accepted, f"agents did not refuse an unauthenticated push (status codes): {accepted}"
+
+    changed = changes_in_every_round(workflow_watcher, workflow_id, push)
+    assert not changed, f"unauthenticated pushes changed the workflow document in every round: {changed}"
 
 
 @pytest.mark.smoke
@@ -150,19 +188,21 @@ def test_an_oversized_push_is_refused_and_changes_nothing(
     # refuses the unauthenticated request before the size matters, which is refused all the same.
     params = {"token": local_push_token(target)} if target.is_local else None
     expected = (413,) if target.is_local else (413, *REFUSED)
-    before = document(workflow_watcher, workflow_id)
     body = push_envelope(workflow_id, owner, padding=OVERSIZED_BYTES)
     answers: dict[str, tuple[int, int]] = {}
-    for name, url in urls.items():
-        with allure.step(f"Push {len(body)} bytes at {name}, with a Content-Length, then chunked"):
-            answers[name] = (
-                post(url, body, params).status_code,
-                post(url, in_chunks(body), params).status_code,
-            )
-    wrong = {name: codes for name, codes in answers.items() if not set(codes) <= set(expected)}
-    assert not wrong, f"agents did not refuse a {len(body)}-byte push with {expected}: {wrong}"
-    after = document(workflow_watcher, workflow_id)
-    assert after == before, "an oversized push changed the workflow document"
+
+    def push() -> None:
+        for name, url in urls.items():
+            with allure.step(f"Push {len(body)} bytes at {name}, with a Content-Length, then chunked"):
+                answers[name] = (
+                    post(url, body, params).status_code,
+                    post(url, in_chunks(body), params).status_code,
+                )
+        wrong = {name: codes for name, codes in answers.items() if not set(codes) <= set(expected)}
+        assert not wrong, f"agents did not refuse a {len(body)}-byte push with {expected}: {wrong}"
+
+    changed = changes_in_every_round(workflow_watcher, workflow_id, push)
+    assert not changed, f"oversized pushes changed the workflow document in every round: {changed}"
 
 
 @labels(
@@ -182,11 +222,15 @@ def test_a_push_with_the_token_is_accepted_beside_one_without(
     assert agent in urls, f"the local stack has no URL for agent {agent}"
     workflow_id, owner = owned_workflow
     body = push_envelope(workflow_id, owner)
+
+    def push_without() -> None:
+        with allure.step(f"Push at {agent} without the token"):
+            refused = post(urls[agent], body)
+        assert refused.status_code in REFUSED, f"{agent} took a push without the token: {refused.status_code}"
+
+    changed = changes_in_every_round(workflow_watcher, workflow_id, push_without)
+    assert not changed, f"a refused push changed the document in every round: {changed}"
     before = document(workflow_watcher, workflow_id)
-    with allure.step(f"Push at {agent} without the token"):
-        refused = post(urls[agent], body)
-    assert refused.status_code in REFUSED, f"{agent} took a push without the token: {refused.status_code}"
-    assert document(workflow_watcher, workflow_id) == before, "a refused push changed the document"
     with allure.step(f"The same push at {agent} with the token"):
         accepted = post(urls[agent], body, {"token": token})
     # The step is done: the agent acknowledges a duplicate, and counts the delivery it saw.
@@ -195,5 +239,6 @@ def test_a_push_with_the_token_is_accepted_beside_one_without(
     assert token not in accepted.text
     after = document(workflow_watcher, workflow_id)
     deliveries = (before["steps"][agent].get("deliveries") or 0, after["steps"][agent].get("deliveries") or 0)
-    assert deliveries[1] == deliveries[0] + 1, f"{agent} deliveries went {deliveries[0]} -> {deliveries[1]}"
+    # At least the one it acknowledged (a real redelivery may land in between, never fewer).
+    assert deliveries[1] >= deliveries[0] + 1, f"{agent} deliveries went {deliveries[0]} -> {deliveries[1]}"
     assert after["steps"][agent]["attempts"] == before["steps"][agent]["attempts"], "the work was redone"
