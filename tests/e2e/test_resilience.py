@@ -19,7 +19,7 @@ import pytest
 import requests
 from google.cloud import firestore, storage
 from google.cloud.firestore_v1.base_query import FieldFilter
-from pipeline_checks import UI_CATCH_UP_MS, every_agent_once, no_dead_letters, published_once
+from pipeline_checks import UI_CATCH_UP_MS, every_agent_once, no_dead_letters, published_once, views_agree
 from playwright.sync_api import expect
 
 from fixtures.failures import FailurePlans
@@ -35,7 +35,6 @@ from imageflow import test_failures
 from imageflow.manifest import Manifest
 from imageflow.workflow import COLLECTION
 from pages.dashboard import DashboardPage
-from pages.workflow import WorkflowPage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.destructive, pytest.mark.resilience]
 Severity = allure.severity_level
@@ -107,7 +106,8 @@ def failed_as_promised(result: WatchResult, manifest: Manifest, agent: str, budg
         assert result.step(agent).get("status") == "failed", result.message
         assert not result.diagnosis.still_running, result.message
         elapsed = took(document, manifest, agent)
-        assert elapsed <= budget, f"{agent} failed {elapsed:.1f}s after its trigger (budget {budget:g}s)"
+        with allure.step(f"{agent} failed {elapsed:.1f}s after its trigger (budget {budget:g}s)"):
+            assert elapsed <= budget, f"{agent} failed {elapsed:.1f}s after its trigger (budget {budget:g}s)"
         for name in dependants(manifest, agent):
             step = result.step(name)
             assert step.get("status") in ("pending", "skipped"), f"dependant {name} ran: {step}"
@@ -118,10 +118,10 @@ def failed_as_promised(result: WatchResult, manifest: Manifest, agent: str, budg
         )
 
 
-def page_shows_failed(page_dashboard: DashboardPage, workflow_id: str, agent: str) -> None:
-    """The workflow page says failed, names the agent in its reason, and marks its row failed."""
-    workflow = WorkflowPage.open(page_dashboard.page, workflow_id)
-    with allure.step(f"The workflow page of {workflow_id} shows {agent} failed"):
+def page_shows_failed(dashboard: DashboardPage, result: WatchResult, agent: str) -> None:
+    """Page, API and document agree; the page says failed, names the agent and marks its row failed."""
+    workflow = views_agree(dashboard.page, result)
+    with allure.step(f"The workflow page of {result.workflow_id} shows {agent} failed"):
         expect(workflow.status).to_have_text("failed", timeout=UI_CATCH_UP_MS)
         expect(workflow.reason).to_be_visible(timeout=UI_CATCH_UP_MS)
         expect(workflow.reason).to_contain_text(agent)
@@ -175,7 +175,7 @@ def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
     failed_as_promised(result, pipeline_manifest, agent, budget)
     assert "InjectedFailure" in str(result.step(agent).get("error")), result.message
     assert result.step(agent).get("attempts") == 1, result.message
-    page_shows_failed(logged_in_page, workflow_id, agent)
+    page_shows_failed(logged_in_page, result, agent)
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
     with allure.step("The bystander's upload, beside it on the same stack, completed untouched"):
         (bystander_id,) = bystander_ids.values()
@@ -218,6 +218,7 @@ def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
     ), result.message
     published_once(pubsub_taps, pipeline_manifest, [workflow_id])
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+    views_agree(logged_in_page.page, result)
 
 
 @labels("Resilience", "An agent that always answers 5xx is dead-lettered and fails", Severity.CRITICAL)
@@ -257,7 +258,7 @@ def test_agent_always_5xx_is_dead_lettered_after_max_deliveries_and_fails_the_wo
         trigger = pipeline_manifest.agent(agent).triggers[0]
         assert source.endswith(pipeline_manifest.subscription_name(agent, trigger)), attributes
         assert attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") == str(most), attributes
-    page_shows_failed(logged_in_page, workflow_id, agent)
+    page_shows_failed(logged_in_page, result, agent)
 
 
 @labels("Resilience", "A failed publish is re-published without redoing the work", Severity.CRITICAL)
@@ -287,6 +288,7 @@ def test_agent_publish_failing_once_is_republished_without_redoing_the_work(
     every_agent_once(result, pipeline_manifest)
     published_once(pubsub_taps, pipeline_manifest, [workflow_id])
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+    views_agree(logged_in_page.page, result)
 
 
 def owned_workflows(client: firestore.Client, uid: str) -> list[Mapping[str, Any]]:
