@@ -30,9 +30,10 @@ from fixtures import promises
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.images import SAMPLES
 from fixtures.reporting import labels, register_secret
-from fixtures.target import SECRETS_FILE, Target, read_env_file
+from fixtures.target import Target, stack_push_token
 from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser
+from imageflow.config import PUSH_TOKEN_PARAM
 from imageflow.manifest import Manifest
 
 pytestmark = pytest.mark.e2e
@@ -40,9 +41,6 @@ pytestmark = pytest.mark.e2e
 Part = tuple[str, bytes, str]
 ApiFor = Callable[[TestUser], ApiSession]
 Severity = allure.severity_level
-# The local stack's push verification token (the key in its secrets file); see stack/localsecrets.py.
-PUSH_TOKEN_KEY = "PUSH_TOKEN"
-PUSH_TOKEN_PARAM = "token"
 HTTP_TIMEOUT_SECONDS = 30
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
@@ -297,7 +295,7 @@ def push_bodies(known_ids: list[str]) -> st.SearchStrategy[bytes]:
 
 def _push_token(target: Target) -> str:
     """The local stack's push verification token ("" when the agents require none or it is not ours)."""
-    token = read_env_file(SECRETS_FILE).get(PUSH_TOKEN_KEY, "") if target.is_local else ""
+    token = stack_push_token() if target.is_local else ""
     if token:
         register_secret(token, "the local push verification token")
     return token

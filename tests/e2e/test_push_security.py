@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import allure
@@ -21,10 +20,11 @@ from pipeline_checks import completed
 
 from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
-from fixtures.reporting import labels
-from fixtures.target import Target, read_stack_state
+from fixtures.reporting import labels, register_secret
+from fixtures.target import Target, stack_push_token
 from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser
+from imageflow.config import PUSH_TOKEN_PARAM
 from imageflow.manifest import Manifest
 from stack import localsecrets
 
@@ -58,11 +58,9 @@ def local_push_token(target: Target) -> str:
     """The local stack's push verification token (the positive half needs it; only local has one)."""
     if not target.is_local:
         pytest.skip("only the local stack's push token is known to the suite (Cloud Run pushes use OIDC)")
-    # The stack's own secrets file (recorded in its state), else the default one.
-    recorded = (read_stack_state() or {}).get("secrets_file")
-    path = Path(recorded) if recorded else localsecrets.secrets_path()
-    token = localsecrets.parse(path.read_text(encoding="utf-8")).get(localsecrets.PUSH_TOKEN_KEY, "")
+    token = stack_push_token()
     assert token, f"the local stack has no {localsecrets.PUSH_TOKEN_KEY} in its secrets file"
+    register_secret(token, "the local push verification token")
     return token
 
 
@@ -164,7 +162,10 @@ def test_a_push_without_the_push_identity_is_refused_and_changes_nothing(
     def push() -> None:
         for name, url in urls.items():
             with allure.step(f"Push at {name} without a token, then with a wrong one"):
-                answers[name] = (post(url, body).status_code, post(url, body, {"token": "wrong"}).status_code)
+                answers[name] = (
+                    post(url, body).status_code,
+                    post(url, body, {PUSH_TOKEN_PARAM: "wrong"}).status_code,
+                )
         accepted = {name: codes for name, codes in answers.items() if not set(codes) <= set(REFUSED)}
         assert not accepted, f"agents did not refuse an unauthenticated push (status codes): {accepted}"
 
@@ -186,7 +187,7 @@ def test_an_oversized_push_is_refused_and_changes_nothing(
     workflow_id, owner = owned_workflow
     # Locally the token is sent too, so only the size can be the reason; Cloud Run's IAM check
     # refuses the unauthenticated request before the size matters, which is refused all the same.
-    params = {"token": local_push_token(target)} if target.is_local else None
+    params = {PUSH_TOKEN_PARAM: local_push_token(target)} if target.is_local else None
     expected = (413,) if target.is_local else (413, *REFUSED)
     body = push_envelope(workflow_id, owner, padding=OVERSIZED_BYTES)
     answers: dict[str, tuple[int, int]] = {}
@@ -232,7 +233,7 @@ def test_a_push_with_the_token_is_accepted_beside_one_without(
     assert not changed, f"a refused push changed the document in every round: {changed}"
     before = document(workflow_watcher, workflow_id)
     with allure.step(f"The same push at {agent} with the token"):
-        accepted = post(urls[agent], body, {"token": token})
+        accepted = post(urls[agent], body, {PUSH_TOKEN_PARAM: token})
     # The step is done: the agent acknowledges a duplicate, and counts the delivery it saw.
     assert accepted.status_code == 200, f"{agent} refused a push with the token: {accepted.status_code}"
     assert accepted.json().get("outcome") == "duplicate", accepted.text[:300]
