@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
 JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xDA)})
+# The byte that opens each block of a GIF after its header.
+GIF_EXTENSION, GIF_IMAGE, GIF_TRAILER = 0x21, 0x2C, 0x3B
 
 
 class NotAnImage(ValueError):
@@ -120,26 +123,39 @@ def _webp_frames(data: bytes) -> int:
 
 
 def _gif(data: bytes) -> Header:
-    width, height, flags = struct.unpack("<HHB", data[6:11])
-    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    frames = 0
-    while pos < len(data):
-        block = data[pos]
-        if block == 0x3B:  # trailer
-            break
-        if block == 0x21:  # extension: label, then sub-blocks
-            pos = _skip_sub_blocks(data, pos + 2)
-        elif block == 0x2C:  # image descriptor, optional local colour table, LZW size, sub-blocks
-            frames += 1
-            local = data[pos + 9]
-            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
-            pos = _skip_sub_blocks(data, pos + 1)
-        else:
-            raise NotAnImage(f"GIF block 0x{block:02x} unknown at byte {pos}")
+    width, height = struct.unpack("<HH", data[6:10])
+    frames = sum(1 for introducer, _, _ in gif_blocks(data) if introducer == GIF_IMAGE)
     return Header("GIF", width, height, frames)
 
 
-def _skip_sub_blocks(data: bytes, pos: int) -> int:
+def gif_blocks(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """Each block after a GIF's header and colour table: (introducer, extension label or 0, its data).
+
+    An image block's data is its LZW data; the trailer comes last with whatever follows it.
+    """
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    while pos < len(data):
+        block = data[pos]
+        if block == GIF_TRAILER:
+            yield block, 0, data[pos + 1 :]
+            return
+        if block == GIF_EXTENSION:
+            label = data[pos + 1]
+            body, pos = _sub_blocks(data, pos + 2)
+            yield block, label, body
+        elif block == GIF_IMAGE:  # image descriptor, optional local colour table, LZW size, sub-blocks
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            body, pos = _sub_blocks(data, pos + 1)
+            yield block, 0, body
+        else:
+            raise NotAnImage(f"GIF block 0x{block:02x} unknown at byte {pos}")
+
+
+def _sub_blocks(data: bytes, pos: int) -> tuple[bytes, int]:
+    parts = []
     while data[pos] != 0:
+        parts.append(data[pos + 1 : pos + 1 + data[pos]])
         pos += data[pos] + 1
-    return pos + 1
+    return b"".join(parts), pos + 1

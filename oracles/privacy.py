@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from oracles import exiftool
-from oracles.formats import PNG_SIGNATURE, sniff
+from oracles.formats import GIF_EXTENSION, GIF_TRAILER, PNG_SIGNATURE, gif_blocks, sniff
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # A clock time inside a string ("13:42:52.516") is a time, never a position: dropped before numbers are read.
@@ -291,33 +291,12 @@ def _webp_parts(data: bytes) -> Iterator[Part]:
 
 
 def _gif_parts(data: bytes) -> Iterator[Part]:
-    flags = data[10]
-    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    while pos < len(data):
-        block = data[pos]
-        if block == 0x3B:
-            if data[pos + 1 :].strip(b"\x00"):
-                yield "GIF after trailer", _classify(data[pos + 1 :]), data[pos + 1 :]
-            return
-        if block == 0x21:
-            label = data[pos + 1]
-            body, pos = _sub_blocks(data, pos + 2)
-            if label != 0xF9:  # graphic control: timing only
-                yield f"GIF extension 0x{label:02x}", _classify(body), body
-        elif block == 0x2C:
-            local = data[pos + 9]
-            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
-            _, pos = _sub_blocks(data, pos + 1)
-        else:
-            raise ValueError(f"GIF block 0x{block:02x} at byte {pos}")
-
-
-def _sub_blocks(data: bytes, pos: int) -> tuple[bytes, int]:
-    parts = []
-    while data[pos] != 0:
-        parts.append(data[pos + 1 : pos + 1 + data[pos]])
-        pos += data[pos] + 1
-    return b"".join(parts), pos + 1
+    for introducer, label, body in gif_blocks(data):
+        if introducer == GIF_TRAILER:
+            if body.strip(b"\x00"):
+                yield "GIF after trailer", _classify(body), body
+        elif introducer == GIF_EXTENSION and label != 0xF9:  # graphic control: timing only
+            yield f"GIF extension 0x{label:02x}", _classify(body), body
 
 
 # --- TIFF (the EXIF payload) ---------------------------------------------------------------------
