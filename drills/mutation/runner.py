@@ -263,18 +263,8 @@ def run_mutant(
     """Deploy, run the suite, restore; the result of one mutant."""
     started = time.monotonic()
     out = RUNS_DIR / mutant.id.replace(":", "_")
-    result = MutantResult(
-        id=mutant.id,
-        area=mutant.area,
-        path=mutant.path,
-        line=mutant.line,
-        operator=mutant.operator,
-        description=mutant.description,
-        status=report.NOT_RUN,
-        diff=mutant.diff(source),
-        services=services,
-        output_dir=str(out),
-    )
+    result = _result(mutant, source, services, report.NOT_RUN)
+    result.output_dir = str(out)
     deployment = MutantRun(control, root, mutant, source, services)
     try:
         try:
@@ -424,10 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else services_loading(REPO_ROOT, service_modules, mutant.path)
                 )
                 if mutant.id in judged:
-                    results.append(_unrun(mutant, source, services, report.EQUIVALENT, judged[mutant.id]))
+                    results.append(_result(mutant, source, services, report.EQUIVALENT, judged[mutant.id]))
                 elif args.budget_minutes is not None and time.monotonic() - wall > args.budget_minutes * 60:
                     results.append(
-                        _unrun(mutant, source, services, report.NOT_RUN, "the time budget was spent")
+                        _result(mutant, source, services, report.NOT_RUN, "the time budget was spent")
                     )
                 else:
                     result = run_mutant(control, REPO_ROOT, mutant, source, services, run_suite)
@@ -448,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if mutant.id not in done:
                 source = candidates.sources[mutant.path]
                 results.append(
-                    _unrun(mutant, source, [], report.NOT_RUN, reasons[-1] if reasons else "interrupted")
+                    _result(mutant, source, [], report.NOT_RUN, reasons[-1] if reasons else "interrupted")
                 )
         save()
         _say(f"report: {args.report} ({args.report.with_suffix('.md')})")
@@ -456,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if reasons else 0
 
 
-def _unrun(mutant: Mutant, source: str, services: list[str], status: str, reason: str) -> MutantResult:
+def _result(mutant: Mutant, source: str, services: list[str], status: str, reason: str = "") -> MutantResult:
+    """A mutant's result as it stands before (or without) a run: its diff, status and reason."""
     return MutantResult(
         id=mutant.id,
         area=mutant.area,
