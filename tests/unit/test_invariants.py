@@ -31,6 +31,7 @@ from fixtures.firestore import (
 from fixtures.invariants import Violation, check, describe
 from fixtures.reporting import EPIC
 from imageflow import manifest as manifest_module
+from imageflow.workflow import new_document
 
 pytestmark = [
     allure.epic(EPIC),
@@ -55,37 +56,14 @@ Document = dict[str, Any]
 
 
 class Flow:
-    """A workflow document moved by the same writes as imageflow/workflow.py, at chosen times."""
+    """A workflow document from imageflow/workflow.py's factory, moved by the same writes at chosen times."""
 
     def __init__(self) -> None:
         self.clock = T0
-        self.doc: Document = {
-            "workflow_id": WORKFLOW_ID,
-            "owner": "uid-1",
-            "image": {"bucket": "b", "object": f"originals/uid-1/{WORKFLOW_ID}/a.jpg", "filename": "a.jpg"},
-            "status": "pending",
-            "reason": None,
-            "failed_agent": None,
-            "pipeline": MANIFEST.name,
-            "agents": list(AGENTS),
-            "created_at": T0,
-            "updated_at": T0,
-            "completed_at": None,
-            "steps": {
-                name: {
-                    "status": "pending",
-                    "started_at": None,
-                    "finished_at": None,
-                    "attempts": 0,
-                    "deliveries": 0,
-                    "revision": None,
-                    "output": None,
-                    "error": None,
-                }
-                for name in AGENTS
-            },
-            "events": [{"at": T0, "agent": DASHBOARD, "event": "created"}],
-        }
+        image = {"bucket": "b", "object": f"originals/uid-1/{WORKFLOW_ID}/a.jpg", "filename": "a.jpg"}
+        self.doc: Document = new_document(WORKFLOW_ID, "uid-1", image, MANIFEST)
+        self.doc["created_at"] = self.doc["updated_at"] = T0
+        self.doc["events"] = [{"at": T0, "agent": DASHBOARD, "event": "created"}]
 
     def tick(self) -> datetime:
         """The next moment (a millisecond later)."""
