@@ -34,7 +34,7 @@ from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.images import GPS_LATITUDE, GPS_LONGITUDE, SAMPLES
 from fixtures.reporting import labels
 from fixtures.target import Target, unique_name
-from fixtures.uploads import CSRF_INPUT, HTTP_TIMEOUT_SECONDS, ApiSession, accepted_ids
+from fixtures.uploads import HTTP_TIMEOUT_SECONDS, ApiSession, accepted_ids, form_with_token
 from fixtures.users import IdentityToolkit, TestUser
 from imageflow.manifest import Manifest
 from oracles import privacy
@@ -498,15 +498,6 @@ def test_metadata_in_every_container_is_kept_or_removed_as_promised_and_location
 # --- every rule the pages enforce, held against the server over plain HTTP (no browser) ------------
 
 
-def _form(session: ApiSession, path: str) -> tuple[str, str]:
-    """(page HTML, CSRF token) of a form page, fetched as a browser would."""
-    page = session.http.get(f"{session.base}{path}", timeout=HTTP_TIMEOUT_SECONDS)
-    found = CSRF_INPUT.search(page.text)
-    assert page.status_code == 200, f"GET {path} answered {page.status_code}"
-    assert found, f"GET {path} has no CSRF token"
-    return page.text, found.group(1)
-
-
 def _field_errors(body: str) -> dict[str, str]:
     """{field: message} of the per-field errors a form page shows."""
     return {
@@ -535,7 +526,9 @@ EMAILS: dict[str, Callable[[], str]] = {
 
 @labels("Contract", "The pages state the table's rules (accept=, size hint, password hint)", Severity.NORMAL)
 def test_pages_state_the_rules_of_the_table(new_user: TestUser, api_session: ApiFor, target: Target) -> None:
-    register_page, _ = _form(ApiSession(target), "/register")
+    visitor = ApiSession(target)
+    register_page, _ = form_with_token(visitor.http, visitor.base, "/register")
+    visitor.close()
     assert promises.PASSWORD_HINT in register_page, "the registration page states the password rule"
     dashboard = api_session(new_user).http.get(f"{target.dashboard_url}/", timeout=HTTP_TIMEOUT_SECONDS)
     assert f'accept="{promises.PAGE_ACCEPT}"' in dashboard.text, "the file input offers the allow-list"
@@ -568,7 +561,7 @@ def test_registration_rules_hold_over_plain_http(
     assert len(email) <= promises.MAX_EMAIL_LENGTH or email_kind == "one-past-length", email
     session = ApiSession(target)
     try:
-        _, token = _form(session, "/register")
+        _, token = form_with_token(session.http, session.base, "/register")
         form = {
             "csrf_token": token,
             "email": email,
@@ -595,7 +588,7 @@ def test_registration_rules_hold_over_plain_http(
 def test_login_rules_hold_over_plain_http(target: Target) -> None:
     session = ApiSession(target)
     try:
-        _, token = _form(session, "/login")
+        _, token = form_with_token(session.http, session.base, "/login")
         form = {"csrf_token": token, "email": "not-an-email", "password": "", "next": "/"}
         response = session.http.post(
             f"{session.base}/login", data=form, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
@@ -621,7 +614,7 @@ def test_the_upload_form_route_refuses_what_the_api_refuses(
     target: Target,
 ) -> None:
     session = api_session(new_user)
-    _, token = _form(session, "/")
+    _, token = form_with_token(session.http, session.base, "/")
     refused = [part("tiff"), part("jpeg_over_size_limit"), part("svg", "drawing.jpg", "image/svg+xml")]
     good = part("tiny_png", "form-good.png")
     response = session.http.post(
