@@ -27,7 +27,7 @@ from rules_table import (
     document_fields,
 )
 
-from fixtures.reporting import labels
+from fixtures.reporting import labels, reports_dir
 from fixtures.target import unique_name
 from stack.state import StackState
 
@@ -134,7 +134,7 @@ def test_every_condition_of_the_rules_is_seen_true_and_false(
 
     rules = RULES_FILE.read_text(encoding="utf-8")
     report = admin.coverage()
-    reports = pytestconfig.rootpath / pytestconfig.getini("reports_dir") / "rules-coverage"
+    reports = reports_dir(pytestconfig) / "rules-coverage"
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "coverage.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (reports / "coverage.html").write_text(admin.coverage_html(), encoding="utf-8")
