@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import allure
 from playwright.sync_api import Page, expect
+from requests import Response
 
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.pubsub import Taps, output_topics
@@ -19,6 +21,16 @@ from pages.workflow import WorkflowPage
 
 # How long the browser may take to show what Firestore already says (the page polls every 500 ms).
 UI_CATCH_UP_MS = 15_000
+
+
+def refused_to_anonymous(response: Response, path: str) -> None:
+    """The answer to an unauthenticated request: 401 on the API, else a redirect to the login page."""
+    if path.startswith("/api/"):
+        assert response.status_code == 401, f"{path} answered {response.status_code}, not 401"
+        return
+    assert response.status_code in (302, 303), f"{path} answered {response.status_code}, not a redirect"
+    location = urlsplit(response.headers.get("Location", ""))
+    assert location.path == "/login", f"{path} redirected to {location.path!r}, not /login"
 
 
 def completed(watcher: WorkflowWatcher, workflow_id: str) -> WatchResult:

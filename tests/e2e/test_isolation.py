@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import allure
 import pytest
 import requests
-from pipeline_checks import completed
+from pipeline_checks import completed, refused_to_anonymous
 from playwright.sync_api import expect
 
 from fixtures.firestore import WorkflowWatcher
@@ -86,13 +85,7 @@ def test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere(
                 nobody = anonymous.get(
                     f"{target.dashboard_url}{path}", allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
                 )
-                if path.startswith("/api/"):
-                    assert nobody.status_code == 401, f"anonymous got {nobody.status_code} on {path}, not 401"
-                else:
-                    assert nobody.status_code == 302, (
-                        f"anonymous got {nobody.status_code} on {path}, not a redirect"
-                    )
-                    assert urlsplit(nobody.headers["Location"]).path == "/login"
+                refused_to_anonymous(nobody, path)
 
     refused = _client_read(target, workflow_id, id_token_for(stranger))
     assert refused.status_code == 403, f"another user's token read the document: {refused.status_code}"
