@@ -10,15 +10,15 @@ work; an upload the dashboard could not store or queue is never reported as acce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import allure
 import pytest
 import requests
-from google.cloud import firestore, storage
-from google.cloud.firestore_v1.base_query import FieldFilter
+from contract_checks import only_these_stored
+from google.cloud import storage
 from pipeline_checks import UI_CATCH_UP_MS, every_agent_once, no_dead_letters, published_once, views_agree
 from playwright.sync_api import expect
 
@@ -33,7 +33,6 @@ from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser, UserFactory
 from imageflow import test_failures
 from imageflow.manifest import Manifest
-from imageflow.workflow import COLLECTION
 from pages.dashboard import DashboardPage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.destructive, pytest.mark.resilience]
@@ -291,12 +290,6 @@ def test_agent_publish_failing_once_is_republished_without_redoing_the_work(
     views_agree(logged_in_page.page, result)
 
 
-def owned_workflows(client: firestore.Client, uid: str) -> list[Mapping[str, Any]]:
-    """Every workflow document of uid (admin read)."""
-    query = client.collection(COLLECTION).where(filter=FieldFilter("owner", "==", uid))
-    return [snapshot.to_dict() or {} for snapshot in query.stream()]
-
-
 @pytest.mark.parametrize(
     ("mode", "reason"),
     [("store_fails", "could not be stored"), ("publish_fails", "could not be queued for processing")],
@@ -310,10 +303,10 @@ def test_dashboard_failing_to_store_or_queue_never_reports_an_upload_accepted(
     api_session: Callable[[TestUser], ApiSession],
     failure_plans: FailurePlans,
     make_image: MakeImage,
-    firestore_admin: firestore.Client,
     upload_bucket: storage.Bucket,
     pubsub_taps: Taps,
     pipeline_manifest: Manifest,
+    target: Target,
 ) -> None:
     failure_plans.plan(new_user, dashboard=mode)
     image = make_image("plain_jpeg")
@@ -333,8 +326,7 @@ def test_dashboard_failing_to_store_or_queue_never_reports_an_upload_accepted(
         assert reason in body["rejected"][0]["reason"], body
 
     with allure.step("No workflow document, stored original or upload message is left behind"):
-        assert owned_workflows(firestore_admin, new_user.uid) == []
-        assert [b.name for b in upload_bucket.list_blobs(prefix=f"originals/{new_user.uid}/")] == []
+        only_these_stored(new_user, upload_bucket, target, [])
         pubsub_taps.drain([pipeline_manifest.upload_topic])
         queued = [
             m
