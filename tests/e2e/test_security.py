@@ -23,14 +23,14 @@ import pytest
 import requests
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
-from pipeline_checks import completed
+from pipeline_checks import completed, refused_to_anonymous
 from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
 
 from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.reporting import labels, register_secret
 from fixtures.target import Target
-from fixtures.uploads import CSRF_HEADER, CSRF_INPUT, HTTP_TIMEOUT_SECONDS, ApiSession
+from fixtures.uploads import CSRF_HEADER, HTTP_TIMEOUT_SECONDS, ApiSession, form_with_token
 from fixtures.users import TestUser, UserFactory, throwaway_password
 from imageflow import clients
 from pages.dashboard import DashboardPage
@@ -124,16 +124,6 @@ def get(http: requests.Session, target: Target, path: str) -> requests.Response:
     return http.get(f"{target.dashboard_url}{path}", allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
 
 
-def refused(response: requests.Response, path: str) -> None:
-    """The answer to an unauthenticated request: a redirect to the login page, or 401 on the API."""
-    if path.startswith("/api/"):
-        assert response.status_code == 401, f"{path} answered {response.status_code}, not 401"
-        return
-    assert response.status_code in (302, 303), f"{path} answered {response.status_code}, not a redirect"
-    location = urlsplit(response.headers.get("Location", ""))
-    assert location.path == "/login", f"{path} redirected to {location.path!r}, not /login"
-
-
 @pytest.fixture
 def owner_with_upload(
     new_user: TestUser,
@@ -188,7 +178,7 @@ def test_cookie_captured_before_logout_is_refused_after_it(
     with allure.step("After logout, the same cookie opens nothing"):
         thief = replay(target, captured)
         for path in protected_paths(workflow_id):
-            refused(get(thief, target, path), path)
+            refused_to_anonymous(get(thief, target, path), path)
 
 
 @pytest.mark.smoke
@@ -226,16 +216,13 @@ def test_session_is_renewed_at_login_and_a_planted_cookie_is_not_promoted(
 ) -> None:
     victim = requests.Session()
     try:
-        form = get(victim, target, "/login")
-        found = CSRF_INPUT.search(form.text)
-        assert form.status_code == 200, f"GET /login answered {form.status_code}"
-        assert found, "the login page has no CSRF token"
+        _, token = form_with_token(victim, target.dashboard_url, "/login")
         planted = victim.cookies.get(SESSION_COOKIE) or ""
         assert planted, "the login page set no cookie: nothing to plant"
         with allure.step("Log in with the pre-login cookie (as if an attacker had planted it)"):
             answer = victim.post(
                 f"{target.dashboard_url}/login",
-                data={"email": new_user.email, "password": new_user.password, "csrf_token": found.group(1)},
+                data={"email": new_user.email, "password": new_user.password, "csrf_token": token},
                 allow_redirects=False,
                 timeout=HTTP_TIMEOUT_SECONDS,
             )
@@ -247,7 +234,7 @@ def test_session_is_renewed_at_login_and_a_planted_cookie_is_not_promoted(
         assert session_id_of(victim), "the logged-in cookie names no session"
         assert not decode_cookie(planted).get("sid"), "an anonymous visitor was given a session id"
         assert get(victim, target, "/").status_code == 200, "the renewed cookie does not open the dashboard"
-        refused(get(replay(target, planted), target, "/"), "/")
+        refused_to_anonymous(get(replay(target, planted), target, "/"), "/")
     finally:
         victim.close()
 
@@ -416,15 +403,13 @@ def test_login_burst_gets_429_and_other_users_are_not_affected(
         limited: requests.Response | None = None
         with allure.step(f"Up to {BURST_BOUND} wrong passwords for one account"):
             for _ in range(BURST_BOUND):
-                form = get(attacker, target, "/login")
-                found = CSRF_INPUT.search(form.text)
-                assert found, f"GET /login answered {form.status_code} without a CSRF token"
+                _, token = form_with_token(attacker, target.dashboard_url, "/login")
                 answer = attacker.post(
                     f"{target.dashboard_url}/login",
                     data={
                         "email": victim.email,
                         "password": throwaway_password(),
-                        "csrf_token": found.group(1),
+                        "csrf_token": token,
                     },
                     allow_redirects=False,
                     timeout=HTTP_TIMEOUT_SECONDS,
@@ -440,12 +425,10 @@ def test_login_burst_gets_429_and_other_users_are_not_affected(
         assert int(retry_after) > 0, f"Retry-After is {retry_after}"
         assert "Too many attempts" in limited.text
         with allure.step("Even the right password waits out the window for that account"):
-            form = get(attacker, target, "/login")
-            found = CSRF_INPUT.search(form.text)
-            assert found
+            _, token = form_with_token(attacker, target.dashboard_url, "/login")
             right = attacker.post(
                 f"{target.dashboard_url}/login",
-                data={"email": victim.email, "password": victim.password, "csrf_token": found.group(1)},
+                data={"email": victim.email, "password": victim.password, "csrf_token": token},
                 allow_redirects=False,
                 timeout=HTTP_TIMEOUT_SECONDS,
             )
@@ -460,15 +443,15 @@ def test_login_burst_gets_429_and_other_users_are_not_affected(
 
 @labels("Security", "The cookie check can fail", Severity.NORMAL)
 def test_cookie_check_flags_a_cookie_that_carries_tokens() -> None:
-    """The old signed cookie (tokens inside, compressed or not) is flagged; a session-id cookie is not."""
+    """A signed cookie with tokens inside (compressed or not) is flagged; a session-id cookie is not."""
     app = Flask(__name__)
     app.secret_key = "cookie-check-self-test"
     serializer = SecureCookieSessionInterface().get_signing_serializer(app)
     assert serializer is not None
     header = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":"k"}').rstrip(b"=").decode()
     id_token = f"{header}.{header}.signature"
-    old = {"uid": "u1", "id_token": id_token, "refresh_token": "AMf-" + "r" * 200, "expires_at": 1.0}
-    flagged = cookie_problems(str(serializer.dumps(old)), "Secret1pass")
+    with_tokens = {"uid": "u1", "id_token": id_token, "refresh_token": "AMf-" + "r" * 200, "expires_at": 1.0}
+    flagged = cookie_problems(str(serializer.dumps(with_tokens)), "Secret1pass")
     assert "a JWT (an ID token)" in flagged
     assert any(p.startswith("keys beyond the session id") for p in flagged)
     assert cookie_problems(str(serializer.dumps({"pw": "Secret1pass" * 20})), "Secret1pass")
