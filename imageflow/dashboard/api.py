@@ -14,6 +14,7 @@ from imageflow.dashboard.sessions import csrf_token, login_required, require_csr
 from imageflow.dashboard.views import handle_upload, list_uploads
 
 api = Blueprint("api", __name__, url_prefix="/api")
+NO_FILES = "no files: send one or more files in the multipart field 'files'"
 
 
 @api.post("/uploads")
@@ -35,7 +36,7 @@ def create_uploads() -> ResponseReturnValue:
     }
     if not accepted:
         if not refused:
-            body["error"] = "no files: send one or more files in the multipart field 'files'"
+            body["error"] = NO_FILES
         # A file the service failed to store or queue may succeed later: that is a 503, not a 400.
         return jsonify(body), 503 if any(r.retry for r in refused) else 400
     return jsonify(body), 201

@@ -16,7 +16,7 @@ from PIL import Image
 from fixtures import images, promises
 from imageflow import workflow
 from imageflow.agents import thumbnailer, validator
-from imageflow.dashboard import auth, uploads
+from imageflow.dashboard import api, auth, uploads
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -97,6 +97,7 @@ def test_the_systems_messages_are_the_tables() -> None:
     assert auth.INVALID_EMAIL == promises.INVALID_EMAIL
     assert auth.WEAK_PASSWORD == promises.WEAK_PASSWORD
     assert auth.PASSWORDS_DIFFER == promises.PASSWORDS_DIFFER
+    assert api.NO_FILES == promises.NO_FILES
     assert uploads.human_size(promises.MAX_REQUEST_BYTES) == promises.human_size(promises.MAX_REQUEST_BYTES)
 
 
