@@ -192,11 +192,16 @@ def _finish(
     *,
     ends_workflow: bool = False,
 ) -> None:
-    finished = now()
-    # A step that ends the workflow ends it at its own finish: never before the step itself finished.
-    ending = {"completed_at": finished} if ends_workflow else {}
-    workflow_ref(client, workflow_id).update(
-        {
+    def decide(doc: dict[str, Any] | None) -> tuple[None, dict[str, Any]]:
+        if doc is None:
+            raise NotFound(f"workflow {workflow_id} does not exist")
+        # Read before the clock, written only if nothing landed since: a sibling's finish written
+        # between this clock reading and this write would otherwise leave updated_at behind it.
+        last = doc.get("updated_at")
+        finished = max(now(), last) if isinstance(last, datetime) else now()
+        # A step that ends the workflow ends it at its own finish: never before the step itself finished.
+        ending = {"completed_at": finished} if ends_workflow else {}
+        return None, {
             **fields,
             **ending,
             "updated_at": finished,
@@ -204,9 +209,10 @@ def _finish(
             f"steps.{agent}.finished_at": finished,
             f"steps.{agent}.lease_until": None,
             f"steps.{agent}.revision": revision,
-            "events": firestore.ArrayUnion([event]),
+            "events": firestore.ArrayUnion([{**event, "at": finished}]),
         }
-    )
+
+    _read_decide_write(client, workflow_id, decide)
 
 
 def complete_step(
