@@ -22,14 +22,15 @@ from google.cloud import storage
 from pipeline_checks import UI_CATCH_UP_MS, every_agent_once, no_dead_letters, published_once, views_agree
 from playwright.sync_api import expect
 
+from fixtures.diagnosis import unpublished
 from fixtures.failures import FailurePlans
-from fixtures.firestore import Document, WatchResult, WorkflowWatcher, unpublished
+from fixtures.firestore import Document, WatchResult, WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.pubsub import Taps
 from fixtures.reporting import labels
 from fixtures.target import Target
 from fixtures.timeline import as_datetime
-from fixtures.uploads import ApiSession, accepted_ids
+from fixtures.uploads import ApiSession
 from fixtures.users import TestUser, UserFactory
 from imageflow import test_failures
 from imageflow.manifest import Manifest
@@ -129,14 +130,6 @@ def page_shows_failed(dashboard: DashboardPage, result: WatchResult, agent: str)
         expect(workflow.thumbnail).to_have_count(0)
 
 
-def upload_one(dashboard: DashboardPage, make_image: MakeImage, kind: str = "plain_jpeg") -> str:
-    """Upload one image through the form, insisting it was accepted; its workflow id."""
-    image = make_image(kind)
-    dashboard.upload([image.path])
-    expect(dashboard.flash.message(f"Uploaded {image.filename}")).to_be_visible()
-    return dashboard.workflow_id_of(image.filename)
-
-
 def released_events(document: Document, agent: str) -> int:
     """How many times agent gave its step back after a transient error."""
     return sum(
@@ -147,6 +140,7 @@ def released_events(document: Document, agent: str) -> int:
 @labels("Resilience", "An agent that raises fails the workflow, and only this user's", Severity.CRITICAL)
 def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
     logged_in_page: DashboardPage,
+    logged_in_session: ApiSession,
     new_user: TestUser,
     user_factory: UserFactory,
     api_session: Callable[[TestUser], ApiSession],
@@ -160,10 +154,9 @@ def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
     failure_plans.plan(new_user, agents={agent: "error"})
     bystander = api_session(user_factory())
     image = make_image("plain_jpeg")
-    bystander_ids = accepted_ids(bystander.upload([(image.filename, image.data, image.content_type)]))
-    assert len(bystander_ids) == 1, "the bystander's upload was not accepted"
+    bystander_id = bystander.upload_one(image.multipart())
 
-    workflow_id = upload_one(logged_in_page, make_image)
+    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
     budget = pipeline_manifest.agent(agent).deadline_seconds + MARGIN_SECONDS
     result = workflow_watcher.watch(
         workflow_id,
@@ -177,7 +170,6 @@ def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
     page_shows_failed(logged_in_page, result, agent)
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
     with allure.step("The bystander's upload, beside it on the same stack, completed untouched"):
-        (bystander_id,) = bystander_ids.values()
         bystanding = workflow_watcher.watch(bystander_id)
         assert bystanding.completed, bystanding.message
         every_agent_once(bystanding, pipeline_manifest)
@@ -186,6 +178,7 @@ def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
 @labels("Resilience", "An agent failing transiently is redelivered and recovers", Severity.CRITICAL)
 def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
     logged_in_page: DashboardPage,
+    logged_in_session: ApiSession,
     new_user: TestUser,
     failure_plans: FailurePlans,
     make_image: MakeImage,
@@ -195,7 +188,7 @@ def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
 ) -> None:
     agent, failures = "exif", 2
     failure_plans.plan(new_user, agents={agent: f"transient:{failures}"})
-    workflow_id = upload_one(logged_in_page, make_image)
+    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
 
     result = workflow_watcher.watch(
         workflow_id, timeout=workflow_watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
@@ -223,6 +216,7 @@ def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
 @labels("Resilience", "An agent that always answers 5xx is dead-lettered and fails", Severity.CRITICAL)
 def test_agent_always_5xx_is_dead_lettered_after_max_deliveries_and_fails_the_workflow(
     logged_in_page: DashboardPage,
+    logged_in_session: ApiSession,
     new_user: TestUser,
     failure_plans: FailurePlans,
     make_image: MakeImage,
@@ -234,7 +228,7 @@ def test_agent_always_5xx_is_dead_lettered_after_max_deliveries_and_fails_the_wo
     agent = "analysis"
     most = pipeline_manifest.max_delivery_attempts
     failure_plans.plan(new_user, agents={agent: "always_5xx"})
-    workflow_id = upload_one(logged_in_page, make_image)
+    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
 
     budget = pipeline_manifest.agent(agent).deadline_seconds + REDELIVERY_BACKOFF_SECONDS
     result = workflow_watcher.watch(
@@ -263,6 +257,7 @@ def test_agent_always_5xx_is_dead_lettered_after_max_deliveries_and_fails_the_wo
 @labels("Resilience", "A failed publish is re-published without redoing the work", Severity.CRITICAL)
 def test_agent_publish_failing_once_is_republished_without_redoing_the_work(
     logged_in_page: DashboardPage,
+    logged_in_session: ApiSession,
     new_user: TestUser,
     failure_plans: FailurePlans,
     make_image: MakeImage,
@@ -272,7 +267,7 @@ def test_agent_publish_failing_once_is_republished_without_redoing_the_work(
 ) -> None:
     agent = "validator"
     failure_plans.plan(new_user, agents={agent: "publish_fails:1"})
-    workflow_id = upload_one(logged_in_page, make_image)
+    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
 
     result = workflow_watcher.watch(
         workflow_id, timeout=workflow_watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
