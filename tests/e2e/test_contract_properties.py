@@ -314,9 +314,10 @@ def test_malformed_pushes_at_every_agent_are_refused_with_a_one_line_reason_and_
     upload_bucket: storage.Bucket,
     target: Target,
 ) -> None:
-    urls = {name: target.service_urls.get(name, "") for name in pipeline_manifest.agent_names}
-    if not all(urls.values()):
-        pytest.skip(f"the target names no URL for agents {sorted(n for n, u in urls.items() if not u)}")
+    urls = target.agent_urls(pipeline_manifest.agent_names)
+    unknown = sorted(set(pipeline_manifest.agent_names) - set(urls))
+    if unknown:
+        pytest.skip(f"the target names no URL for agents {unknown}")
     token = _push_token(target)
     if not token:
         # Without the push identity every push is refused before its envelope is read: nothing to judge.
@@ -330,7 +331,7 @@ def test_malformed_pushes_at_every_agent_are_refused_with_a_one_line_reason_and_
     def refused_on_purpose(agent: str, body: bytes, as_json: bool) -> None:
         headers = {"Content-Type": "application/json" if as_json else "application/octet-stream"}
         response = http.post(
-            urls[agent].rstrip("/") + "/",
+            urls[agent] + "/",
             params=query,
             data=body,
             headers=headers,

@@ -45,15 +45,6 @@ def push_envelope(workflow_id: str, owner: str, padding: int = 0) -> bytes:
     return json.dumps({"message": message, "subscription": "projects/p/subscriptions/s"}).encode()
 
 
-def agent_urls(target: Target, manifest: Manifest) -> dict[str, str]:
-    """The URL of every manifest agent the target names (pushes go straight there)."""
-    return {
-        name: target.service_urls[name].rstrip("/")
-        for name in manifest.agent_names
-        if target.service_urls.get(name)
-    }
-
-
 def local_push_token(target: Target) -> str:
     """The local stack's push verification token (the positive half needs it; only local has one)."""
     if not target.is_local:
@@ -152,7 +143,7 @@ def test_a_push_without_the_push_identity_is_refused_and_changes_nothing(
     owned_workflow: tuple[str, str],
     workflow_watcher: WorkflowWatcher,
 ) -> None:
-    urls = agent_urls(target, pipeline_manifest)
+    urls = target.agent_urls(pipeline_manifest.agent_names)
     if not urls:
         pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
     workflow_id, owner = owned_workflow
@@ -181,7 +172,7 @@ def test_an_oversized_push_is_refused_and_changes_nothing(
     owned_workflow: tuple[str, str],
     workflow_watcher: WorkflowWatcher,
 ) -> None:
-    urls = agent_urls(target, pipeline_manifest)
+    urls = target.agent_urls(pipeline_manifest.agent_names)
     if not urls:
         pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
     workflow_id, owner = owned_workflow
@@ -218,7 +209,7 @@ def test_a_push_with_the_token_is_accepted_beside_one_without(
     workflow_watcher: WorkflowWatcher,
 ) -> None:
     token = local_push_token(target)
-    urls = agent_urls(target, pipeline_manifest)
+    urls = target.agent_urls(pipeline_manifest.agent_names)
     agent = pipeline_manifest.agent_names[0]
     assert agent in urls, f"the local stack has no URL for agent {agent}"
     workflow_id, owner = owned_workflow

@@ -238,6 +238,7 @@ def test_candidate_overrides_replace_the_stacks_urls_and_set_the_lane() -> None:
         "http://127.0.0.1:8080/v1/projects/demo-imageflow/databases/(default)/documents"
     )
     assert target.api_key not in "\n".join(target.describe())
+    assert target.agent_urls(["validator", "thumbnailer"]) == {"thumbnailer": "http://127.0.0.1:2001"}
 
 
 @labels("Targets", "Remote target", Severity.NORMAL)
