@@ -1,257 +1,42 @@
 """The agents against the real Firestore, Pub/Sub and Storage emulators, through their Flask apps.
 
-Uses the emulators named by FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST
-when all are set, else the `local_stack` fixture. Every topic is created under a prefix unique to
-this module (IMAGEFLOW_TOPIC_PREFIX as a deployed agent would have it), so the agents of a running
-stack never see these messages and these tests never see theirs.
+The harness (backend, uploads, agent apps, pushes) is agent_harness.py with this folder's conftest.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
 import io
 import json
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
+from agent_harness import (
+    MANIFEST,
+    REVISION,
+    Backend,
+    MakeApp,
+    MakeUpload,
+    Upload,
+    document,
+    output_topic,
+    push,
+    step,
+    unique,
+)
 from google.api_core import exceptions as google_exceptions
-from google.cloud import firestore, pubsub_v1, storage
 from PIL import Image
 from werkzeug.test import TestResponse
 
 from fixtures import images
-from fixtures.target import unique_name
-from imageflow import clients, config, workflow
+from imageflow import config, workflow
 from imageflow.agents import base
-from imageflow.manifest import Manifest
-from imageflow.manifest import default as default_manifest
 
 pytestmark = pytest.mark.system
-
-MANIFEST = default_manifest()
-EMULATOR_KEYS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
-DEFAULT_PROJECT = "demo-imageflow"
-DEFAULT_BUCKET = "imageflow-uploads"
-# How long a pull waits for a message that must already be there (the publish was awaited).
-PULL_TIMEOUT_SECONDS = 5.0
-REVISION = "agents-test-00001"
-
-
-def unique(prefix: str) -> str:
-    """A greppable unique name: <prefix>-<run>-<worker>-<random>."""
-    return unique_name(prefix)
-
-
-@dataclass
-class Backend:
-    """The emulators this module talks to, and the topic prefix it owns."""
-
-    project: str
-    bucket_name: str
-    prefix: str
-    db: firestore.Client
-    bucket: storage.Bucket
-    publisher: pubsub_v1.PublisherClient
-    subscriber: pubsub_v1.SubscriberClient
-
-    def tap(self, topic: str) -> str:
-        """The pull subscription that records what was published to a (prefixed) topic."""
-        return self.subscriber.subscription_path(self.project, f"{topic}--tap")
-
-    def published(self, topic: str, workflow_id: str, expect: int = 1) -> list[dict[str, Any]]:
-        """A workflow's messages on a topic: waits (bounded) for `expect`, then checks there are no more."""
-        messages: list[dict[str, Any]] = []
-        subscription = self.tap(topic)
-        # Each publish was awaited before the agent answered, so the messages are already there;
-        # once `expect` arrived, one short extra pull proves there is no surplus.
-        for _ in range(expect + 3):
-            wait = PULL_TIMEOUT_SECONDS if len(messages) < expect else 1.0
-            try:
-                response = self.subscriber.pull(
-                    request={"subscription": subscription, "max_messages": 20}, timeout=wait
-                )
-            except google_exceptions.DeadlineExceeded:
-                response = None
-            received = list(response.received_messages) if response else []
-            if received:
-                ack_ids = [m.ack_id for m in received]
-                self.subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
-            for item in received:
-                # Leftovers of earlier tests on this module's topics are acknowledged and ignored.
-                if item.message.attributes.get("workflow_id") == workflow_id:
-                    data = json.loads(item.message.data)
-                    messages.append({"data": data, "attributes": dict(item.message.attributes)})
-            if not received and len(messages) >= expect:
-                break
-        return messages
-
-
-@pytest.fixture(scope="module")
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """The emulators, a bucket and this module's prefixed topics with pull taps (deleted after)."""
-    if not all(os.environ.get(key) for key in EMULATOR_KEYS):
-        request.getfixturevalue("local_stack")
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
-    os.environ.setdefault("GOOGLE_CLOUD_PROJECT", project)
-    bucket_name = os.environ.get("IMAGEFLOW_BUCKET") or DEFAULT_BUCKET
-    storage_client = clients.storage_client(project)
-    try:
-        bucket = storage_client.get_bucket(bucket_name)
-    except google_exceptions.NotFound:
-        bucket = storage_client.create_bucket(bucket_name)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    prefix = unique("agents") + "--"
-    lanes = ("", "lane-itest--")
-    created: list[tuple[str, str]] = []
-    try:
-        for lane in lanes:
-            for spec in MANIFEST.agents:
-                topic = f"{lane}{prefix}{spec.output_topic}"
-                topic_path = publisher.topic_path(project, topic)
-                subscription = subscriber.subscription_path(project, f"{topic}--tap")
-                # Registered before the create, so a half-made pair is still removed.
-                created.append((topic_path, subscription))
-                publisher.create_topic(name=topic_path)
-                subscriber.create_subscription(name=subscription, topic=topic_path)
-        yield Backend(
-            project,
-            bucket_name,
-            prefix,
-            clients.firestore_client(project),
-            bucket,
-            publisher,
-            subscriber,
-        )
-    finally:
-        for topic_path, subscription in created:
-            with contextlib.suppress(google_exceptions.NotFound):
-                subscriber.delete_subscription(subscription=subscription)
-            with contextlib.suppress(google_exceptions.NotFound):
-                publisher.delete_topic(topic=topic_path)
-
-
-@dataclass
-class Upload:
-    """A workflow document and its original in storage, made for one test."""
-
-    workflow_id: str
-    owner: str
-    object_name: str
-    data: bytes
-
-    def message(self, bucket: str) -> dict[str, str]:
-        """The message data the dashboard publishes for this upload."""
-        return {
-            "workflow_id": self.workflow_id,
-            "owner": self.owner,
-            "bucket": bucket,
-            "object": self.object_name,
-        }
-
-
-MakeUpload = Callable[..., Upload]
-
-
-@pytest.fixture
-def make_upload(backend: Backend, request: pytest.FixtureRequest) -> MakeUpload:
-    """Factory: an uploaded image with its workflow document; both deleted after the test."""
-
-    def make(kind: str = "plain_jpeg", done: Sequence[str] = (), data: bytes | None = None) -> Upload:
-        workflow_id = unique("e2e-agents")
-        owner = unique("uid")
-        sample = images.SAMPLES[kind]
-        content = sample.generate() if data is None else data
-        object_name = f"originals/{owner}/{workflow_id}/{sample.filename}"
-        ref = workflow.workflow_ref(backend.db, workflow_id)
-        request.addfinalizer(ref.delete)
-        request.addfinalizer(lambda: _delete_prefix(backend.bucket, f"originals/{owner}/"))
-        request.addfinalizer(lambda: _delete_prefix(backend.bucket, f"thumbnails/{owner}/"))
-        backend.bucket.blob(object_name).upload_from_string(content, content_type=sample.content_type)
-        image = {
-            "bucket": backend.bucket_name,
-            "object": object_name,
-            "filename": sample.filename,
-            "content_type": sample.content_type,
-            "bytes": len(content),
-            "gps_removed": False,
-        }
-        document = workflow.new_document(workflow_id, owner, image, MANIFEST)
-        for name in done:
-            document["steps"][name].update(status="done", attempts=1, published=True, output={})
-        ref.set(document)
-        return Upload(workflow_id, owner, object_name, content)
-
-    return make
-
-
-def _delete_prefix(bucket: storage.Bucket, prefix: str) -> None:
-    for blob in bucket.list_blobs(prefix=prefix):
-        blob.delete()
-
-
-MakeApp = Callable[..., Flask]
-
-
-@pytest.fixture
-def make_app(backend: Backend) -> MakeApp:
-    """Factory: an agent's Flask app with this module's prefix, optional faults and manifest."""
-
-    def make(name: str, faults: str = "", manifest: Manifest | None = None) -> Flask:
-        chosen = manifest or MANIFEST
-        environ = {
-            "GOOGLE_CLOUD_PROJECT": backend.project,
-            "IMAGEFLOW_BUCKET": backend.bucket_name,
-            "K_REVISION": REVISION,
-            "IMAGEFLOW_TOPIC_PREFIX": backend.prefix,
-            "IMAGEFLOW_FAULTS": faults,
-        }
-        settings = config.load(chosen.agent(name), environ)
-        module = importlib.import_module(chosen.agent(name).module)
-        if manifest is None:
-            app: Flask = module.create_app(settings)
-            return app
-        # A changed manifest (e.g. a short deadline): the same handler through the shared factory.
-        agent_class = getattr(module, "Finalizer", base.Agent)
-        fake = getattr(module, "fake_output", base.placeholder_output)
-        return base.create_agent_app(
-            name, module.handle, settings, fake=fake, agent_class=agent_class, manifest=manifest
-        )
-
-    return make
-
-
-def push(
-    app: Flask, upload: Upload, bucket: str, attributes: Mapping[str, str] | None = None
-) -> TestResponse:
-    """Deliver the upload's message to the agent as a Pub/Sub push would."""
-    envelope = base.envelope(
-        upload.message(bucket), {"workflow_id": upload.workflow_id, **(attributes or {})}
-    )
-    return app.test_client().post("/", json=envelope)
-
-
-def document(backend: Backend, upload: Upload) -> dict[str, Any]:
-    snapshot = workflow.workflow_ref(backend.db, upload.workflow_id).get()
-    assert snapshot.exists, f"workflow {upload.workflow_id} is gone"
-    return snapshot.to_dict() or {}
-
-
-def step(backend: Backend, upload: Upload, name: str) -> dict[str, Any]:
-    return dict(document(backend, upload)["steps"][name])
-
-
-def output_topic(backend: Backend, name: str, lane: str = "") -> str:
-    return f"{lane}{backend.prefix}{MANIFEST.agent(name).output_topic}"
 
 
 def decode(data: bytes) -> Image.Image:

@@ -1,7 +1,7 @@
 """Test failure plans: refused on production, honoured only when switched on and only for their owner.
 
-The agent behaviours run through the agents' Flask apps against the emulators (the harness of
-test_agents_integration.py: prefixed topics, one workflow document per test).
+The agent behaviours run through the agents' Flask apps against the emulators (agent_harness.py and
+this folder's conftest.py: prefixed topics, one workflow document per test).
 """
 
 from __future__ import annotations
@@ -10,20 +10,8 @@ import importlib
 from collections.abc import Callable, Iterator
 
 import pytest
+from agent_harness import MANIFEST, REVISION, Backend, MakeUpload, Upload, document, output_topic, push, step
 from flask import Flask
-from test_agents_integration import (  # noqa: F401 (fixtures used by name)
-    MANIFEST,
-    REVISION,
-    Backend,
-    MakeUpload,
-    Upload,
-    backend,
-    document,
-    make_upload,
-    output_topic,
-    push,
-    step,
-)
 
 from imageflow import config, test_failures
 from imageflow.agents import base
@@ -80,7 +68,7 @@ def test_unknown_or_malformed_agent_modes_are_refused(raw: object) -> None:
 # --- agents against the emulators --------------------------------------------------------------
 
 
-def agent_app(backend: Backend, name: str, *, allowed: bool = True) -> Flask:  # noqa: F811
+def agent_app(backend: Backend, name: str, *, allowed: bool = True) -> Flask:
     """An agent's app on this module's topics, with the test failures setting on or off."""
     environ = {
         "GOOGLE_CLOUD_PROJECT": backend.project,
@@ -99,7 +87,7 @@ PlanFor = Callable[[Upload, str, str], None]
 
 
 @pytest.fixture
-def plan_for(backend: Backend) -> Iterator[PlanFor]:  # noqa: F811
+def plan_for(backend: Backend) -> Iterator[PlanFor]:
     """plan_for(upload, agent, mode): a failure plan for the upload's owner, deleted after the test."""
     owners: list[str] = []
 
@@ -113,8 +101,8 @@ def plan_for(backend: Backend) -> Iterator[PlanFor]:  # noqa: F811
 
 
 def test_planned_error_fails_only_the_owners_workflow(
-    backend: Backend,  # noqa: F811
-    make_upload: MakeUpload,  # noqa: F811
+    backend: Backend,
+    make_upload: MakeUpload,
     plan_for: PlanFor,
 ) -> None:
     planned, other = make_upload(done=["validator"]), make_upload(done=["validator"])
@@ -132,8 +120,8 @@ def test_planned_error_fails_only_the_owners_workflow(
 
 
 def test_a_plan_is_ignored_when_the_setting_is_off(
-    backend: Backend,  # noqa: F811
-    make_upload: MakeUpload,  # noqa: F811
+    backend: Backend,
+    make_upload: MakeUpload,
     plan_for: PlanFor,
 ) -> None:
     upload = make_upload(done=["validator"])
@@ -143,8 +131,8 @@ def test_a_plan_is_ignored_when_the_setting_is_off(
 
 
 def test_transient_plan_is_released_then_recovers(
-    backend: Backend,  # noqa: F811
-    make_upload: MakeUpload,  # noqa: F811
+    backend: Backend,
+    make_upload: MakeUpload,
     plan_for: PlanFor,
 ) -> None:
     upload = make_upload(done=["validator"])
@@ -160,8 +148,8 @@ def test_transient_plan_is_released_then_recovers(
 
 
 def test_always_5xx_gives_up_on_the_last_delivery_and_fails_the_step(
-    backend: Backend,  # noqa: F811
-    make_upload: MakeUpload,  # noqa: F811
+    backend: Backend,
+    make_upload: MakeUpload,
     plan_for: PlanFor,
 ) -> None:
     upload = make_upload(done=["validator"])
@@ -182,8 +170,8 @@ def test_always_5xx_gives_up_on_the_last_delivery_and_fails_the_step(
 
 
 def test_pubsubs_own_delivery_count_decides_the_last_delivery(
-    backend: Backend,  # noqa: F811
-    make_upload: MakeUpload,  # noqa: F811
+    backend: Backend,
+    make_upload: MakeUpload,
     plan_for: PlanFor,
 ) -> None:
     upload = make_upload(done=["validator"])
@@ -196,8 +184,8 @@ def test_pubsubs_own_delivery_count_decides_the_last_delivery(
 
 
 def test_publish_failure_plan_republishes_without_redoing_the_work(
-    backend: Backend,  # noqa: F811
-    make_upload: MakeUpload,  # noqa: F811
+    backend: Backend,
+    make_upload: MakeUpload,
     plan_for: PlanFor,
 ) -> None:
     upload = make_upload(done=["validator"])
