@@ -114,9 +114,11 @@ def make_upload(backend: Backend, request: pytest.FixtureRequest) -> MakeUpload:
 
 @pytest.fixture
 def make_app(backend: Backend) -> MakeApp:
-    """Factory: an agent's Flask app with this module's prefix, optional faults and manifest."""
+    """Factory: an agent's app on this module's topics, with optional faults, manifest and test failures."""
 
-    def make(name: str, faults: str = "", manifest: Manifest | None = None) -> Flask:
+    def make(
+        name: str, faults: str = "", manifest: Manifest | None = None, *, test_failures: bool = False
+    ) -> Flask:
         chosen = manifest or MANIFEST
         environ = {
             "GOOGLE_CLOUD_PROJECT": backend.project,
@@ -124,6 +126,7 @@ def make_app(backend: Backend) -> MakeApp:
             "K_REVISION": REVISION,
             "IMAGEFLOW_TOPIC_PREFIX": backend.prefix,
             "IMAGEFLOW_FAULTS": faults,
+            **({config.TEST_FAILURES_KEY: config.TEST_FAILURES_ALLOWED} if test_failures else {}),
         }
         settings = config.load(chosen.agent(name), environ)
         module = importlib.import_module(chosen.agent(name).module)
