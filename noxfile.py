@@ -132,7 +132,10 @@ def benchmarks(session: nox.Session) -> None:
 def mutation(session: nox.Session) -> None:
     """Mutants of the reference system against the release suite on a private copy; reports/mutation/.
 
-    `nox -s mutation -- [--rev HEAD] [--count 60] [--seed 9] [--tests gate|area] [--list]`.
+    `nox -s mutation -- [--rev HEAD] [--count 60] [--seed 9] [--budget-minutes N] [--timeout S]
+    [--tests gate|area] [--list]`. Only the mutated service restarts; the suite runs with -x, its
+    file's earlier killers (reports/mutation/kills.json) and its part's tests first; a survivor ran
+    the whole suite. Fault-switch only code is counted, never sampled.
     """
     session.run(PYTHON, "-m", "drills.mutation", *session.posargs, env=_env(), external=True)
 

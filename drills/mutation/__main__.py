@@ -1,12 +1,14 @@
 """`python -m drills.mutation`: mutation testing of a commit of the reference system in a private copy.
 
     python -m drills.mutation [--rev HEAD] [--report PATH] [--list] [--count N] [--seed S] [--tests gate|area]
+        [--budget-minutes N] [--timeout S] [--history PATH]
 
 Makes (or reuses) a git worktree of the commit under /tmp/imageflow-mutation/<commit>, never the
 tree it is started from (others may be editing it), puts this tool's own drills/mutation in it
 (so every commit is measured by the same mutator), and runs drills.mutation.runner there against
 a stack of its own. The report (JSON and .md) goes to this tree's reports/mutation/, and is copied
-to reports/mutation/latest.json, which the fault drill's report shows beside its switches.
+to reports/mutation/latest.json, which the fault drill's report shows beside its switches. The kill
+history (reports/mutation/kills.json, this tree's) orders each mutant's tests and is updated by the run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from drills.mutation import report
+from drills.mutation import history, report
 from drills.mutation.report import LATEST
 from drills.mutation.runner import MARKER
 from drills.mutation.sample import EQUIVALENT_FILE, SampleError, load_equivalent
@@ -127,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         str(target),
         "--command",
         command,
+        "--history",
+        str(history.HISTORY),
         *rest,
     ]
     print(f"mutation: work copy {path}", flush=True)

@@ -4,8 +4,12 @@ Operators: comparison flip, and/or swap, `not` removal, constant replacement (nu
 True/False, strings emptied), `return None`, statement or call removal, swap of the first two
 positional arguments, dict-key drop, `if` condition forced True/False. Never mutated: docstrings,
 logging and print calls, type hints, `if TYPE_CHECKING:` blocks, `assert` (type narrowing, not
-behaviour), f-strings, `__repr__`-like methods, and fault switches with the branches they guard
-and the module's functions only those branches call (off in every release; the drill owns them).
+behaviour), f-strings, `__repr__`-like methods, and fault switch checks.
+
+Fault-switch only (made, but kept apart from the release's candidates and counted as such): the
+branches a fault switch guards, the module's functions only those branches reach, the functions
+passed only as a fault hook (FAULT_HOOKS: a keyword whose callee calls it only under a switch),
+and the switch catalogues (FAULT_CATALOGUES). No release runs them: the fault drill owns them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ COMPARE_FLIPS: dict[type[ast.cmpop], type[ast.cmpop]] = {
 LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "exception", "critical", "log"})
 PRINT_NAMES = frozenset({"print", "_say"})
 REPR_METHODS = frozenset({"__repr__", "__str__", "__rich_repr__", "__format__"})
+# Parameters that hand a function to code calling it only under a fault switch (passed by keyword
+# or as the parameter's default): create_agent_app(..., fake=f) keeps f as Agent.fake, which base.py
+# calls only when fake_done is on (tests/drills/test_mutation.py proves it from base.py's source).
+FAULT_HOOKS = frozenset({"fake"})
+# Modules that only name the fault switches: read when IMAGEFLOW_FAULTS names one, never in a release.
+FAULT_CATALOGUES = frozenset({"imageflow/dashboard/faults.py"})
 # Parents in which a replaced expression needs no parentheses to keep its meaning.
 _STATEMENT_SLOTS = (ast.stmt, ast.keyword, ast.Call)
 
@@ -77,12 +87,12 @@ def _needs_fault(test: ast.expr) -> bool:
     )
 
 
-def _fault_only_functions(tree: ast.Module) -> set[str]:
-    """Module-level functions called only from fault-switch branches (or from such functions)."""
-    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
-    references: list[tuple[str, str | None, bool]] = []
+def guarded_nodes(tree: ast.Module) -> list[tuple[ast.AST, str | None, bool]]:
+    """Every node with its enclosing module-level function and whether only a fault switch reaches it."""
+    found: list[tuple[ast.AST, str | None, bool]] = []
 
     def walk(node: ast.AST, enclosing: str | None, in_fault: bool) -> None:
+        found.append((node, enclosing, in_fault))
         if isinstance(node, ast.If | ast.IfExp):
             negated = isinstance(node.test, ast.UnaryOp) and isinstance(node.test.op, ast.Not)
             guarded = _needs_fault(node.test.operand if negated else node.test)  # type: ignore[attr-defined]
@@ -94,14 +104,35 @@ def _fault_only_functions(tree: ast.Module) -> set[str]:
             for other in orelse:
                 walk(other, enclosing, in_fault or (guarded and negated))
             return
-        if isinstance(node, ast.Name) and node.id in functions:
-            references.append((node.id, enclosing, in_fault))
         for nested in ast.iter_child_nodes(node):
             walk(nested, enclosing, in_fault)
 
     for statement in tree.body:
         name = statement.name if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) else None
         walk(statement, name, False)
+    return found
+
+
+def _fault_only_functions(tree: ast.Module) -> set[str]:
+    """Module-level functions reached only from fault-switch branches, fault hooks, or such functions."""
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    hooked = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.keyword) and node.arg in FAULT_HOOKS and isinstance(node.value, ast.Name)
+    }
+    # A hook parameter's default (`fake: FakeOutput = placeholder_output`) is handed over the same way.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arguments):
+            positional = [*node.posonlyargs, *node.args]
+            pairs = [*zip(positional[len(positional) - len(node.defaults) :], node.defaults, strict=True)]
+            pairs += [(a, d) for a, d in zip(node.kwonlyargs, node.kw_defaults, strict=True) if d is not None]
+            hooked |= {id(default) for arg, default in pairs if arg.arg in FAULT_HOOKS}
+    references = [
+        (node.id, enclosing, in_fault or id(node) in hooked)
+        for node, enclosing, in_fault in guarded_nodes(tree)
+        if isinstance(node, ast.Name) and node.id in functions
+    ]
     only = {name for name, _, _ in references}
     while True:
         kept = {
@@ -138,6 +169,9 @@ class _Collector(ast.NodeVisitor):
         self.parents: list[ast.AST] = []
         self.module: ast.AST | None = None
         self.fault_only: set[str] = set()
+        # Inside a branch or function only a fault switch reaches: its mutants go to fault_switch.
+        self.fault_depth = 1 if path in FAULT_CATALOGUES else 0
+        self.fault_switch: list[Mutant] = []
 
     # -- text helpers ----------------------------------------------------------------------
     def span(self, node: ast.expr | ast.stmt) -> tuple[int, int]:
@@ -162,8 +196,20 @@ class _Collector(ast.NodeVisitor):
         self.add_edit(node.lineno, Edit(start, end, replacement), operator, description)
 
     def add_edit(self, line: int, edit: Edit, operator: str, description: str) -> None:
-        """Record a candidate from an explicit edit."""
-        self.mutants.append(Mutant(self.path, line, operator, description, edit))
+        """Record a candidate from an explicit edit (apart, when only a fault switch reaches it)."""
+        mutant = Mutant(self.path, line, operator, description, edit)
+        (self.fault_switch if self.fault_depth else self.mutants).append(mutant)
+
+    def visit_under_fault(self, parent: ast.AST, nodes: list[ast.AST]) -> None:
+        """Visit nodes that only a fault switch reaches (their mutants are kept apart)."""
+        self.parents.append(parent)
+        self.fault_depth += 1
+        try:
+            for node in nodes:
+                self.visit(node)
+        finally:
+            self.fault_depth -= 1
+            self.parents.pop()
 
     # -- traversal -------------------------------------------------------------------------
     def generic_visit(self, node: ast.AST) -> None:
@@ -181,8 +227,15 @@ class _Collector(ast.NodeVisitor):
             self.parents.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        """Skip __repr__-like methods and functions that only fault switches call; otherwise visit."""
-        if node.name in REPR_METHODS or (node.name in self.fault_only and self.parents[-1:] == [self.module]):
+        """Skip __repr__-like methods; functions that only fault switches reach are fault-switch only."""
+        if node.name in REPR_METHODS:
+            return
+        if node.name in self.fault_only and self.parents[-1:] == [self.module]:
+            self.fault_depth += 1
+            try:
+                self.generic_visit(node)
+            finally:
+                self.fault_depth -= 1
             return
         self.generic_visit(node)
 
@@ -212,11 +265,12 @@ class _Collector(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_IfExp(self, node: ast.IfExp) -> None:
-        """A conditional expression on a fault switch: only its release side is mutated."""
+        """A conditional expression on a fault switch: its switched side is fault-switch only."""
         if _needs_fault(node.test):
             self.parents.append(node)
             self.visit(node.orelse)
             self.parents.pop()
+            self.visit_under_fault(node, [node.body])
             return
         self.generic_visit(node)
 
@@ -252,6 +306,7 @@ class _Collector(ast.NodeVisitor):
             for statement in node.orelse if not negated else node.body:
                 self.visit(statement)
             self.parents.pop()
+            self.visit_under_fault(node, list(node.body if not negated else node.orelse))
             return
         self.parents.append(node)
         for forced in ("True", "False"):
@@ -333,13 +388,18 @@ class _Collector(ast.NodeVisitor):
             self.add(node, '""', "constant", f"string emptied: {value[:40]!r}")
 
 
-def python_mutants(path: str, source: str) -> list[Mutant]:
-    """Every candidate mutant of one Python file (not yet checked for equivalence)."""
+def python_candidates(path: str, source: str) -> tuple[list[Mutant], list[Mutant]]:
+    """(release candidates, fault-switch only mutants) of one Python file (equivalence not yet checked)."""
     tree = ast.parse(source)
     collector = _Collector(path, source)
     collector.module, collector.fault_only = tree, _fault_only_functions(tree)
     collector.visit(tree)
-    return collector.mutants
+    return collector.mutants, collector.fault_switch
+
+
+def python_mutants(path: str, source: str) -> list[Mutant]:
+    """Every release candidate mutant of one Python file (not yet checked for equivalence)."""
+    return python_candidates(path, source)[0]
 
 
 def _fingerprint(code: types.CodeType) -> tuple[object, ...]:

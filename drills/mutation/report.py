@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ LATEST = REPO_ROOT / "reports" / "mutation" / "latest.json"
 
 # Statuses: killed (a test failed, or the deploy refused the revision), survived (the suite was
 # green), equivalent (judged so, not run), timeout, broken (pytest could not run), stack-broke,
-# not-run (budget spent or the run stopped).
+# not-run (budget spent or the run stopped). A survivor was green against the whole selection (every
+# test of it ran); a timeout is a mutant no test failed against before the bound, never a kill.
 KILLED, SURVIVED, EQUIVALENT, TIMEOUT = "killed", "survived", "equivalent", "timeout"
 BROKEN, STACK_BROKE, NOT_RUN = "broken", "stack-broke", "not-run"
 STATUSES = (KILLED, SURVIVED, EQUIVALENT, TIMEOUT, BROKEN, STACK_BROKE, NOT_RUN)
@@ -40,10 +42,33 @@ class MutantResult:
     reason: str = ""
     seconds: float = 0.0
     output_dir: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def _ran(results: Sequence[MutantResult]) -> list[MutantResult]:
+    """The results of mutants that were deployed and judged (the ones with a cost to speak of)."""
+    return [r for r in results if r.status in (KILLED, SURVIVED, TIMEOUT, BROKEN, STACK_BROKE)]
+
+
+def seconds(results: Sequence[MutantResult]) -> dict[str, float | None]:
+    """Median and max seconds per mutant run (None when none ran)."""
+    values = [r.seconds for r in _ran(results)]
+    if not values:
+        return {"median": None, "max": None}
+    return {"median": round(statistics.median(values), 1), "max": round(max(values), 1)}
+
+
+def phase_medians(results: Sequence[MutantResult]) -> dict[str, float]:
+    """Median seconds of each phase over the mutants that ran it (where a mutant's time goes)."""
+    names = dict.fromkeys(name for r in _ran(results) for name in r.phases)
+    return {
+        name: round(statistics.median([r.phases[name] for r in _ran(results) if name in r.phases]), 1)
+        for name in names
+    }
 
 
 def score(results: Sequence[MutantResult]) -> dict[str, dict[str, Any]]:
-    """Per area and in total: counts per status and killed / (killed + survived + timeout)."""
+    """Per area and in total: counts per status, killed / (killed + survived + timeout), seconds."""
     areas: dict[str, dict[str, Any]] = {}
     for area in [*AREAS, "total"]:
         mine = [r for r in results if area in ("total", r.area)]
@@ -54,51 +79,93 @@ def score(results: Sequence[MutantResult]) -> dict[str, dict[str, Any]]:
             **counts,
             "non_equivalent": judged,
             "score": round(counts[KILLED] / judged, 3) if judged else None,
+            "seconds": seconds(mine),
         }
     return areas
 
 
 def document(results: Sequence[MutantResult], meta: dict[str, Any]) -> dict[str, Any]:
     """The JSON document: meta, the score, every result."""
-    return {**meta, "score": score(results), "mutants": [asdict(r) for r in results]}
+    return {
+        **meta,
+        "score": score(results),
+        "phases": phase_medians(results),
+        "mutants": [asdict(r) for r in results],
+    }
 
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f} %"
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _wall(doc: dict[str, Any]) -> str:
+    """The run's wall time against its budget."""
+    wall = f"wall time {doc.get('seconds', 0) / 60:.1f} min"
+    budget = doc.get("budget_minutes")
+    return f"{wall} of a {budget:g}-min budget" if budget else f"{wall} (no budget)"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """A short summary: the score per area, then every surviving mutant with its diff."""
+    fault_switch = doc.get("fault_switch_only") or {}
+    not_sampled = fault_switch.get("per_area", {})
     lines = [
         f"# Mutation report: {doc.get('label', '')}",
         "",
         f"commit {doc.get('commit', '?')}, seed {doc.get('seed')}, {doc.get('sampled')} mutants sampled "
-        f"of {doc.get('candidates')} candidates, tests: {doc.get('tests')}, "
-        f"{doc.get('seconds', 0):.0f} s; command: `{doc.get('command', '')}`",
+        f"of {doc.get('candidates')} candidates, tests: {doc.get('tests')}; {_wall(doc)}; "
+        f"command: `{doc.get('command', '')}`",
         "",
-        "| area | killed | survived | timeout | equivalent | broken / stack / not run | score |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "A mutant *survived* only when the whole selection ran green against it (the order puts likely "
+        "killers first, it never leaves a test out); a *timeout* is no test failing before the bound.",
+        "",
+        "| area | killed / non-equivalent | score | survived | timeout | equivalent "
+        "| fault-switch only, not sampled | broken / stack / not run | s per mutant (median, max) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for area, row in doc["score"].items():
         other = f"{row[BROKEN]} / {row[STACK_BROKE]} / {row[NOT_RUN]}"
+        unsampled = fault_switch.get("count", 0) if area == "total" else not_sampled.get(area, 0)
+        spent = row.get("seconds") or {}
         lines.append(
-            f"| {area} | {row[KILLED]} | {row[SURVIVED]} | {row[TIMEOUT]} | {row[EQUIVALENT]} | {other} "
-            f"| {_percent(row['score'])} |"
+            f"| {area} | {row[KILLED]} / {row['non_equivalent']} | {_percent(row['score'])} "
+            f"| {row[SURVIVED]} | {row[TIMEOUT]} | {row[EQUIVALENT]} | {unsampled} | {other} "
+            f"| {_seconds(spent.get('median'))}, {_seconds(spent.get('max'))} |"
         )
+    if doc.get("phases"):
+        phases = ", ".join(f"{name} {value:g} s" for name, value in doc["phases"].items())
+        lines += ["", f"Median seconds per phase of a mutant: {phases}."]
+    if doc.get("baseline"):
+        base = doc["baseline"]
+        tests, spent, green = base["tests"], base["seconds"], base["green"]
+        lines += ["", f"Baseline (clean stack): {tests} tests in {spent:.0f} s, green: {green}."]
     for reason in doc.get("reasons", []):
         lines += ["", f"**{reason}**"]
+    if doc.get("stale_equivalents"):
+        stale = ", ".join(doc["stale_equivalents"])
+        lines += ["", f"**equivalent.toml ids the code no longer makes (re-judge them): {stale}**"]
     for area in AREAS:
-        survivors = [m for m in doc["mutants"] if m["status"] in (SURVIVED, TIMEOUT) and m["area"] == area]
-        if not survivors:
-            continue
-        lines += ["", f"## {area}: surviving mutants ({len(survivors)})", ""]
-        for mutant in survivors:
-            lines += [f"### {mutant['id']} ({mutant['status']}): {mutant['description']}", "", "```diff"]
-            lines += [mutant["diff"].rstrip(), "```", ""]
+        for status, title in ((SURVIVED, "surviving mutants"), (TIMEOUT, "timeouts")):
+            shown = [m for m in doc["mutants"] if m["status"] == status and m["area"] == area]
+            if not shown:
+                continue
+            lines += ["", f"## {area}: {title} ({len(shown)})", ""]
+            for mutant in shown:
+                lines += [f"### {mutant['id']}: {mutant['description']}", ""]
+                if mutant.get("message"):
+                    lines += [mutant["message"], ""]
+                lines += ["```diff", mutant["diff"].rstrip(), "```", ""]
     equivalent = [m for m in doc["mutants"] if m["status"] == EQUIVALENT]
     if equivalent:
         lines += [f"## Judged equivalent ({len(equivalent)})", ""]
         lines += [f"- {m['id']}: {m['reason']}" for m in equivalent]
+    if fault_switch.get("by_file"):
+        lines += ["", f"## Fault-switch only, not sampled ({fault_switch['count']})", ""]
+        lines += [f"- {path}: {len(ids)} ({', '.join(ids)})" for path, ids in fault_switch["by_file"].items()]
     return "\n".join(lines) + "\n"
 
 

@@ -1,19 +1,25 @@
 """Run the sampled mutants against the release suite, inside a private work copy with its own stack.
 
     python -m drills.mutation.runner --report PATH [--count 60] [--seed 9] [--tests gate|area]
+        [--budget-minutes N] [--timeout S] [--history PATH]
 
 Refuses to run in a tree that is not a mutation work copy (see drills/mutation/__main__.py, which
 makes one) or whose mutated files are not clean, and against any target but a local stack. Per
 mutant: the mutated file is written, the services that load it get a new revision (routed, the
 clean one kept running) and the file is restored as soon as they are ready, so the suite itself
 always imports the original code; a firestore.rules mutant is loaded into the emulator and stays
-in the file during the run (tests/rules test the file). Then the suite runs with -x, traffic goes
-back to the clean revisions, and the stack must answer healthy before the next mutant.
+in the file during the run (tests/rules test the file). Then the suite runs with -x, in an order
+where -x meets a likely killer early (drills/mutation/order.py: the file's earlier killers from the
+kill history, then the mutated part's tests, then the rest), traffic goes back to the clean
+revisions, and the stack must answer healthy before the next mutant. Every test still runs against
+a mutant that survives: "survived" is always against the whole selection. Each mutant's seconds are
+split into phases (deploy, suite start-up, tests until the verdict, suite stop, restore, health).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,9 +33,10 @@ from pathlib import Path
 from drills import suite
 from drills.faults_catalogue import ISOLATION_KEYWORDS, PIPELINE_SCENARIO, SUITE_PATHS, Selection
 from drills.local_stack import StackUnavailable, local_stack
-from drills.mutation import report
+from drills.mutation import history, report
 from drills.mutation.imports import services_loading
 from drills.mutation.model import AREAS, Mutant
+from drills.mutation.order import Plan
 from drills.mutation.report import MutantResult
 from drills.mutation.sample import (
     DEFAULT_COUNT,
@@ -38,8 +45,10 @@ from drills.mutation.sample import (
     SampleError,
     choose,
     collect,
+    fault_switch_summary,
     load_equivalent,
     run_order,
+    stale_equivalents,
 )
 from stack import processes
 from stack.control import ControlError, RevisionFailed, StackControl
@@ -55,6 +64,32 @@ MUTANT_SUITE_TIMEOUT = 600.0
 # The suite's tests of its own reports and test-user fixtures: they prove the suite, not the system.
 SELF_TESTS = ("tests/e2e/test_reports.py", "tests/e2e/test_test_users.py")
 FAULTS_ENV = "IMAGEFLOW_FAULTS"
+# The tests of each part that -x should meet first (node id substrings), after the kill history's.
+PART_TESTS = {
+    "workflow": (
+        PIPELINE_SCENARIO,
+        "tests/e2e/test_agents.py",
+        "tests/e2e/test_resilience.py",
+        "tests/e2e/test_concurrency.py",
+    ),
+    "agents": (
+        PIPELINE_SCENARIO,
+        "tests/e2e/test_agents.py",
+        "tests/e2e/test_push_security.py",
+        "tests/e2e/test_resilience.py",
+        "tests/e2e/test_dead_letter.py",
+    ),
+    "dashboard": (
+        "tests/e2e/test_upload.py",
+        "tests/e2e/test_login.py",
+        "tests/e2e/test_registration.py",
+        "tests/e2e/test_bad_uploads.py",
+        "tests/e2e/test_security.py",
+        "tests/e2e/test_isolation.py",
+    ),
+    "rules": ("tests/rules/", *ISOLATION_KEYWORDS),
+}
+ORDER_PLUGIN = "drills.mutation.order"
 
 
 class MutationError(RuntimeError):
@@ -121,6 +156,14 @@ def area_selection(root: Path, mutant: Mutant) -> Selection:
     if mutant.area == "agents" and stem not in ("base", "__init__"):
         return Selection(paths=ordered_e2e(root, SELF_TESTS), keep=(PIPELINE_SCENARIO,), keep_agents=(stem,))
     return Selection(paths=ordered_e2e(root, SELF_TESTS))
+
+
+def part_plan(mutant: Mutant, kills: history.History) -> Plan:
+    """The order plan of one mutant: its file's earlier killers, then its part's tests (an agent's own)."""
+    stem = mutant.path.rsplit("/", 1)[-1].removesuffix(".py")
+    if mutant.area == "agents" and stem not in ("base", "__init__"):
+        return Plan(history.killers(kills, mutant.path), (PIPELINE_SCENARIO,), (stem,))
+    return Plan(history.killers(kills, mutant.path), PART_TESTS[mutant.area])
 
 
 @dataclass
@@ -245,27 +288,64 @@ RunSuite = Callable[[Mutant, Path], suite.SuiteRun]
 
 
 def judge(mutant: Mutant, run: suite.SuiteRun) -> tuple[str, list[str], str]:
-    """(status, tests that failed, first failure message) of one suite run against a mutant."""
-    if run.timed_out:
-        return report.TIMEOUT, [], f"the suite did not finish within {run.finished_at - run.started_at:.0f} s"
+    """(status, tests that failed, first failure message) of one suite run against a mutant.
+
+    A run that hit its time bound is a timeout unless a test had already failed (the suite
+    red-flagged the mutant; stopping took the rest of the time).
+    """
     if run.failed:
         # With -x under xdist pytest exits 2 ("Interrupted: stopping after 1 failures"): still a kill.
         first = run.failed[0]
         return report.KILLED, run.failed, run.results[first].message
+    if run.timed_out:
+        return report.TIMEOUT, [], f"the suite did not finish within {run.finished_at - run.started_at:.0f} s"
     if run.green:
         return report.SURVIVED, [], ""
     return report.BROKEN, [], f"pytest exit {run.exit_code} with {len(run.results)} test reports"
 
 
+def suite_phases(run: suite.SuiteRun) -> dict[str, float]:
+    """A suite run's seconds: start-up (process, plugins, collection, workers), tests until the verdict
+    (the first failure, or the last report of a green run), and stop (from the verdict to the exit)."""
+    first_start: float | None = None
+    last: float | None = None
+    log = Path(run.output_dir) / "reports.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    for raw in lines:
+        try:
+            line = json.loads(raw)
+            at, duration = float(line["at"]), float(line.get("duration", 0.0))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a stopped run
+        first_start = at - duration if first_start is None else min(first_start, at - duration)
+        last = at if last is None else max(last, at)
+    if first_start is None or last is None:
+        return {"suite_startup": round(run.finished_at - run.started_at, 1)}
+    verdict = run.first_failure_at or last
+    return {
+        "suite_startup": round(max(first_start - run.started_at, 0.0), 1),
+        "tests_to_verdict": round(max(verdict - first_start, 0.0), 1),
+        "suite_stop": round(max(run.finished_at - verdict, 0.0), 1),
+    }
+
+
 def run_mutant(
     control: StackControl, root: Path, mutant: Mutant, source: str, services: list[str], run_suite: RunSuite
 ) -> MutantResult:
-    """Deploy, run the suite, restore; the result of one mutant."""
+    """Deploy, run the suite, restore; the result of one mutant, with its seconds per phase."""
     started = time.monotonic()
     out = RUNS_DIR / mutant.id.replace(":", "_")
     result = _result(mutant, source, services, report.NOT_RUN)
     result.output_dir = str(out)
     deployment = MutantRun(control, root, mutant, source, services)
+    phase_start = started
+
+    def phase(name: str) -> None:
+        nonlocal phase_start
+        now = time.monotonic()
+        result.phases[name] = round(now - phase_start, 1)
+        phase_start = now
+
     try:
         try:
             deployment.apply()
@@ -278,11 +358,17 @@ def run_mutant(
                 str(exc)[:300],
             )
             return result
+        finally:
+            phase("deploy")
         run = run_suite(mutant, out)
+        phase_start = time.monotonic()
+        result.phases.update(suite_phases(run))
         result.status, result.killed_by, result.message = judge(mutant, run)
     finally:
         problems = deployment.restore()
+        phase("restore")
         problems += healthy(control)
+        phase("health")
         result.seconds = round(time.monotonic() - started, 1)
         if problems:
             result.status = report.STACK_BROKE
@@ -325,6 +411,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no mutant after this long")
     parser.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE, help="mutants judged equivalent")
+    parser.add_argument(
+        "--history", type=Path, default=history.HISTORY, help="kill history: read if present, updated"
+    )
     parser.add_argument("--label", default="", help="a name for the report")
     parser.add_argument("--command", default="", help="the command that started the run, for the report")
     parser.add_argument("--list", action="store_true", help="print the sample and exit (no stack)")
@@ -365,10 +454,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "candidates": len(candidates.mutants),
         "trivially_equivalent": candidates.trivially_equivalent,
         "invalid": candidates.invalid,
+        "fault_switch_only": fault_switch_summary(candidates),
+        "stale_equivalents": stale_equivalents(candidates, judged),
         "tests": "tests/e2e + tests/rules (the gate), -x"
         if args.tests == "gate"
         else "the area's tests, -x (--tests area)",
         "workers": args.workers,
+        "budget_minutes": args.budget_minutes,
+        "timeout": args.timeout,
         "command": args.command,
         "started_at": started.isoformat(timespec="seconds"),
     }
@@ -379,9 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         report.write(args.report, results, meta)
 
+    kills = history.load(args.history)
+
     def run_suite(mutant: Mutant, out: Path) -> suite.SuiteRun:
         selection = mutant_selection(REPO_ROOT, mutant, args.tests)
-        return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=args.timeout, extra=["-x"])
+        out.mkdir(parents=True, exist_ok=True)
+        plan = part_plan(mutant, kills).write(out / "order.json")
+        extra = ["-x", "-p", ORDER_PLUGIN, "--mutation-order", str(plan)]
+        return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=args.timeout, extra=extra)
 
     _say(
         f"{len(sampled)} mutants of {len(candidates.mutants)} candidates (seed {args.seed}, commit {commit})"
@@ -422,9 +520,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     result = run_mutant(control, REPO_ROOT, mutant, source, services, run_suite)
                     results.append(result)
+                    if result.status == report.KILLED:
+                        history.record(kills, mutant.path, result.killed_by)
+                        history.save(kills, args.history)
                     _say(
                         f"[{index}/{len(sampled)}] {mutant.id}: {result.status} "
-                        f"in {result.seconds} s {result.reason}"
+                        f"in {result.seconds} s {result.phases} {result.reason}"
                     )
                     if result.status == report.STACK_BROKE:
                         raise MutationError(f"the stack is not healthy after {mutant.id}: {result.reason}")

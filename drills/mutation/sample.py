@@ -1,4 +1,5 @@
-"""Candidates of a tree, trivially equivalent ones set apart, and a seeded sample stratified by area."""
+"""Candidates of a tree, trivially equivalent and fault-switch only ones set apart, and a seeded sample
+stratified by area."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drills.mutation.model import AREAS, Mutant, area_of
-from drills.mutation.operators import python_equivalence, python_mutants
+from drills.mutation.operators import python_candidates, python_equivalence
 from drills.mutation.rules import RULES_PATH, rules_equivalence, rules_mutants
 
 DEFAULT_SEED = 9
@@ -25,9 +26,11 @@ class SampleError(ValueError):
 
 @dataclass
 class Candidates:
-    """Every candidate of a tree, and those of the sample set apart as trivially equivalent or invalid."""
+    """Every candidate of a tree, and those set apart: trivially equivalent or invalid (found while
+    sampling), and fault-switch only (code no release runs: never sampled)."""
 
     mutants: list[Mutant] = field(default_factory=list)
+    fault_switch: list[Mutant] = field(default_factory=list)
     trivially_equivalent: dict[str, str] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
@@ -52,9 +55,22 @@ def collect(root: Path, paths: Sequence[str] | None = None) -> Candidates:
     for path in paths if paths is not None else target_files(root):
         source = (root / path).read_text(encoding="utf-8")
         candidates.sources[path] = source
-        is_rules = path.endswith(".rules")
-        candidates.mutants += rules_mutants(source, path) if is_rules else python_mutants(path, source)
+        if path.endswith(".rules"):
+            candidates.mutants += rules_mutants(source, path)
+            continue
+        release, fault_switch = python_candidates(path, source)
+        candidates.mutants += release
+        candidates.fault_switch += fault_switch
     return candidates
+
+
+def fault_switch_summary(candidates: Candidates) -> dict[str, object]:
+    """The fault-switch only mutants, not sampled: their count, per area, and their ids per file."""
+    by_file: dict[str, list[str]] = {}
+    for mutant in sorted(candidates.fault_switch, key=lambda m: (m.path, m.line, m.id)):
+        by_file.setdefault(mutant.path, []).append(mutant.id)
+    per_area = {area: sum(1 for m in candidates.fault_switch if m.area == area) for area in AREAS}
+    return {"count": len(candidates.fault_switch), "per_area": per_area, "by_file": by_file}
 
 
 def set_apart(candidates: Candidates, mutant: Mutant) -> bool:
@@ -131,6 +147,12 @@ def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
             raise SampleError(f"{path}: every [[equivalent]] needs an id and a one-line reason: {entry}")
         judged[mutant_id] = reason.strip()
     return judged
+
+
+def stale_equivalents(candidates: Candidates, judged: Mapping[str, str]) -> list[str]:
+    """The judged ids that no current candidate has (the code changed under them: re-judge)."""
+    current = {m.id for m in candidates.mutants}
+    return sorted(mutant_id for mutant_id in judged if mutant_id not in current)
 
 
 def run_order(mutants: Sequence[Mutant]) -> list[Mutant]:

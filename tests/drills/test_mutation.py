@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,9 +15,17 @@ import pytest
 
 from drills import report as drill_report
 from drills.mutation import __main__ as mutation_main
-from drills.mutation import imports, report, runner, sample
+from drills.mutation import history, imports, report, runner, sample
 from drills.mutation.model import Edit, Mutant
-from drills.mutation.operators import python_equivalence, python_mutants
+from drills.mutation.operators import (
+    FAULT_CATALOGUES,
+    FAULT_HOOKS,
+    guarded_nodes,
+    python_candidates,
+    python_equivalence,
+    python_mutants,
+)
+from drills.mutation.order import Plan, rank
 from drills.mutation.report import MutantResult
 from drills.mutation.rules import rules_equivalence, rules_mutants
 from drills.suite import CaseOutcome, SuiteRun
@@ -235,9 +246,9 @@ def test_report_scores_per_area_and_lists_survivors(tmp_path: Path) -> None:
     assert doc["score"]["rules"]["score"] == 1.0
     assert doc["score"]["total"]["killed"] == 3
     summary = path.with_suffix(".md").read_text(encoding="utf-8")
-    assert "survived-agents (survived)" in summary
-    assert "timeout-agents (timeout)" in summary
-    assert "killed-agents (" not in summary
+    assert "## agents: surviving mutants (1)\n\n### survived-agents: d" in summary
+    assert "## agents: timeouts (1)\n\n### timeout-agents: d" in summary
+    assert "### killed-agents" not in summary
     assert report.score_line(doc) == "mutants killed (commit abc, seed 1): agents 2/4, rules 1/1, total 3/5"
 
 
@@ -250,6 +261,8 @@ def test_judge_of_a_suite_run() -> None:
     assert runner.judge(mutant, interrupted)[0] == "killed", "xdist's -x stop exits 2"
     assert runner.judge(mutant, green) == ("survived", [], "")
     assert runner.judge(mutant, SuiteRun(-1, 0.0, 1.0, timed_out=True))[0] == "timeout"
+    red_then_slow = SuiteRun(-1, 0.0, 1.0, {"t": CaseOutcome("t", "failed", 0.5, "x")}, timed_out=True)
+    assert runner.judge(mutant, red_then_slow)[0] == "killed", "a test failed before the bound: red-flagged"
     assert runner.judge(mutant, SuiteRun(4, 0.0, 1.0))[0] == "broken"
 
 
@@ -301,9 +314,10 @@ def test_fault_switch_branches_are_left_to_the_fault_drill() -> None:
             return () if self.faults.on("early") else compute(4)
         """
     )
-    lines = {m.line for m in python_mutants("imageflow/agents/a.py", source)}
-    assert lines == {5, 7, 8}, "only the release side of each fault switch is mutated"
-    assert all("slow" not in m.description for m in python_mutants("imageflow/agents/a.py", source))
+    release, fault_switch = python_candidates("imageflow/agents/a.py", source)
+    assert {m.line for m in release} == {5, 7, 8}, "only the release side of each fault switch is sampled"
+    assert {m.line for m in fault_switch} == {3}, "the guarded branch is counted apart, not dropped"
+    assert all("slow" not in m.description for m in release + fault_switch), "the switch check itself"
 
 
 def test_rescore_applies_the_equivalent_list_to_a_report(tmp_path: Path) -> None:
@@ -347,8 +361,9 @@ def test_functions_only_fault_switches_call_are_not_mutated() -> None:
             return used(x)
         """
     )
-    lines = {m.line for m in python_mutants("imageflow/agents/a.py", source)}
-    assert lines == {10, 16}, "the fault-only helpers (lines 2 and 6) must not be mutated"
+    release, fault_switch = python_candidates("imageflow/agents/a.py", source)
+    assert {m.line for m in release} == {10, 16}, "the fault-only helpers (lines 2 and 6) must not be sampled"
+    assert {m.line for m in fault_switch} == {2, 6, 15}
 
 
 def test_the_fault_drill_report_carries_the_latest_mutation_score(tmp_path: Path) -> None:
@@ -377,3 +392,193 @@ def test_selections_gate_by_default_and_area_on_request() -> None:
     area = runner.mutant_selection(REPO_ROOT, exif_mutant, "area")
     assert area.keep_agents == ("exif",)
     assert not set(runner.SELF_TESTS) & set(area.paths)
+
+
+def test_functions_handed_only_to_a_fault_hook_are_fault_switch_only() -> None:
+    source = textwrap.dedent(
+        """\
+        def placeholder(job):
+            return {"a": 1}
+
+
+        def make(name, handler, fake=placeholder):
+            return (name, handler, fake)
+
+
+        def fake_output(job):
+            return {"b": 2}
+
+
+        def handle(job):
+            return {"c": 3}
+
+
+        def create_app():
+            return make("x", handle, fake=fake_output)
+        """
+    )
+    release, fault_switch = python_candidates("imageflow/agents/a.py", source)
+    assert {m.line for m in fault_switch} == {2, 10}, "the hook's default and the hooked function"
+    assert {2, 10}.isdisjoint(m.line for m in release)
+    assert 14 in {m.line for m in release}, "the handler, passed positionally, is release code"
+
+
+def test_a_fault_catalogue_is_fault_switch_only() -> None:
+    catalogue = next(iter(FAULT_CATALOGUES))
+    release, fault_switch = python_candidates(catalogue, 'BROKEN = "dashboard.broken"\n')
+    assert (release, len(fault_switch)) == ([], 1)
+    assert python_candidates("imageflow/dashboard/x.py", 'BROKEN = "dashboard.broken"\n')[1] == []
+
+
+def test_the_fault_hooks_are_called_only_under_a_fault_switch() -> None:
+    """FAULT_HOOKS is a proof, not a judgement: base.py calls each hook only where a switch guards it."""
+    tree = ast.parse((REPO_ROOT / "imageflow" / "agents" / "base.py").read_text(encoding="utf-8"))
+    nodes = guarded_nodes(tree)
+    calls = {id(n.func) for n, _, _ in nodes if isinstance(n, ast.Call)}
+    assigned = {
+        id(n.value)
+        for n, _, _ in nodes
+        if isinstance(n, ast.Assign)
+        and all(isinstance(t, ast.Attribute) and t.attr in FAULT_HOOKS for t in n.targets)
+    }
+    passed = {id(a) for n, _, _ in nodes if isinstance(n, ast.Call) for a in n.args}
+    for hook in FAULT_HOOKS:
+        reads = [(n, fault) for n, _, fault in nodes if isinstance(n, ast.Attribute) and n.attr == hook]
+        loads = [(n, fault) for n, fault in reads if isinstance(n.ctx, ast.Load)]
+        assert loads, f"base.py never calls .{hook}: FAULT_HOOKS is out of date"
+        for node, fault in loads:
+            assert fault, f"base.py line {node.lineno} uses .{hook} outside a fault switch"
+            assert id(node) in calls, f"base.py line {node.lineno} hands .{hook} on instead of calling it"
+        names = [
+            n for n, _, _ in nodes if isinstance(n, ast.Name) and n.id == hook and isinstance(n.ctx, ast.Load)
+        ]
+        for name in names:
+            assert id(name) in assigned | passed, f"base.py line {name.lineno} hands {hook} elsewhere"
+
+
+def test_every_judged_equivalent_is_a_mutant_of_the_current_code() -> None:
+    candidates = sample.collect(REPO_ROOT)
+    stale = sample.stale_equivalents(candidates, sample.load_equivalent())
+    assert not stale, f"equivalent.toml ids the current code no longer makes (re-judge them): {stale}"
+    fault_switch = {m.id for m in candidates.fault_switch}
+    judged = set(sample.load_equivalent())
+    assert not judged & fault_switch, "fault-switch only mutants need no hand entry"
+
+
+def test_a_stale_equivalent_is_named(tmp_path: Path) -> None:
+    candidates = sample.collect(_tree(tmp_path))
+    live = candidates.mutants[0].id
+    assert sample.stale_equivalents(candidates, {live: "r", "a.py:1:constant:000000": "r"}) == [
+        "a.py:1:constant:000000"
+    ]
+
+
+def test_kill_history_orders_a_file_s_killers_first(tmp_path: Path) -> None:
+    path = tmp_path / "kills.json"
+    assert history.load(path) == {}
+    path.write_text("not json", encoding="utf-8")
+    assert history.load(path) == {}, "a broken history is a missing hint, not an error"
+    kills: history.History = {}
+    history.record(
+        kills, "imageflow/workflow.py", ["tests/e2e/test_a.py::test_x", "tests/e2e/test_b.py::test_y"]
+    )
+    history.record(kills, "imageflow/workflow.py", ["tests/e2e/test_b.py::test_y"])
+    history.record(kills, "imageflow/workflow.py", ["deploy: the revision never got ready"])
+    history.save(kills, path)
+    again = history.load(path)
+    assert history.killers(again, "imageflow/workflow.py") == (
+        "tests/e2e/test_b.py::test_y",
+        "tests/e2e/test_a.py::test_x",
+    )
+    assert history.killers(again, "imageflow/agents/exif.py") == ()
+
+
+def test_the_order_plan_puts_killers_then_the_part_first() -> None:
+    kills = {"imageflow/agents/exif.py": {"tests/e2e/test_agents.py::test_k": 2}}
+    exif = Mutant("imageflow/agents/exif.py", 9, "constant", "d", Edit(0, 0, ""))
+    plan = runner.part_plan(exif, kills)
+    assert plan == Plan(("tests/e2e/test_agents.py::test_k",), (runner.PIPELINE_SCENARIO,), ("exif",))
+    assert rank("tests/e2e/test_agents.py::test_k", [], plan) == (0, 0)
+    assert rank("tests/e2e/test_agents.py::test_other", ["exif"], plan) == (1, 0)
+    assert rank("tests/e2e/test_login.py::test_x", [], plan) == (2, 0)
+    rules = runner.part_plan(Mutant("firestore.rules", 9, "rules-operator", "d", Edit(0, 0, "")), {})
+    assert "tests/rules/" in rules.area
+    for area in ("workflow", "dashboard", "agents", "rules"):
+        assert runner.PART_TESTS[area], area
+
+
+def test_the_order_plugin_reorders_and_keeps_every_test(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    agent(name): x\n", encoding="utf-8")
+    (tmp_path / "test_x.py").write_text(
+        textwrap.dedent(
+            """\
+            import pytest
+
+            def test_a(): pass
+
+            @pytest.mark.agent("exif")
+            def test_b(): pass
+
+            def test_c(): pass
+
+            def test_d(): pass
+            """
+        ),
+        encoding="utf-8",
+    )
+    plan = Plan(("test_x.py::test_d",), (), ("exif",)).write(tmp_path / "plan.json")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *("-p", "drills.mutation.order", "--mutation-order", str(plan), "-p", "no:cacheprovider"),
+            *("--collect-only", "-q", "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini")),
+            str(tmp_path / "test_x.py"),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    order = [line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line]
+    assert order == ["test_d", "test_b", "test_a", "test_c"], done.stdout + done.stderr
+
+
+def test_suite_phases_split_a_run(tmp_path: Path) -> None:
+    lines = [
+        {"nodeid": "t1", "when": "setup", "outcome": "passed", "at": 104.0, "duration": 1.0},
+        {"nodeid": "t1", "when": "call", "outcome": "failed", "at": 110.0, "duration": 6.0},
+    ]
+    (tmp_path / "reports.jsonl").write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    run = SuiteRun(2, 100.0, 115.0, {"t1": CaseOutcome("t1", "failed", 110.0)}, output_dir=str(tmp_path))
+    assert runner.suite_phases(run) == {"suite_startup": 3.0, "tests_to_verdict": 7.0, "suite_stop": 5.0}
+    empty = SuiteRun(4, 100.0, 102.0, output_dir=str(tmp_path / "none"))
+    assert runner.suite_phases(empty) == {"suite_startup": 2.0}
+
+
+def test_report_shows_seconds_budget_and_fault_switch_counts(tmp_path: Path) -> None:
+    results = [_result("killed"), _result("survived"), _result("equivalent")]
+    results[0].seconds, results[0].phases = 20.0, {"deploy": 5.0}
+    results[1].seconds, results[1].phases = 100.0, {"deploy": 7.0}
+    fault_switch = {
+        "count": 2,
+        "per_area": {"agents": 2},
+        "by_file": {"imageflow/agents/a.py": ["a.py:3:x:1", "a.py:4:x:2"]},
+    }
+    meta = {
+        "seconds": 600,
+        "budget_minutes": 15,
+        "fault_switch_only": fault_switch,
+        "stale_equivalents": ["s:1"],
+    }
+    path = report.write(tmp_path / "m.json", results, meta)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["score"]["agents"]["seconds"] == {"median": 60.0, "max": 100.0}
+    assert doc["phases"] == {"deploy": 6.0}
+    summary = path.with_suffix(".md").read_text(encoding="utf-8")
+    assert "wall time 10.0 min of a 15-min budget" in summary
+    assert "| agents | 1 / 2 | 50 % | 1 | 0 | 1 | 2 | 0 / 0 / 0 | 60, 100 |" in summary
+    assert "## Fault-switch only, not sampled (2)" in summary
+    assert "re-judge them): s:1" in summary
