@@ -70,10 +70,10 @@ class Flow:
         self.clock += timedelta(milliseconds=1)
         return self.clock
 
-    def event(self, agent: str, kind: str, **extra: object) -> None:
-        """Append a timeline event at the next moment."""
+    def event(self, agent: str, kind: str, at: datetime | None = None, **extra: object) -> None:
+        """Append a timeline event by agent's revision, at the next moment unless given."""
         self.doc["events"].append(
-            {"at": self.tick(), "agent": agent, "event": kind, "revision": REVISIONS[agent], **extra}
+            {"at": at or self.tick(), "agent": agent, "event": kind, "revision": REVISIONS[agent], **extra}
         )
 
     def claim(self, agent: str) -> Flow:
@@ -122,9 +122,7 @@ class Flow:
         )
         self.doc.update(status="completed", updated_at=at, completed_at=at)
         for kind in ("started", "done"):
-            self.doc["events"].append(
-                {"at": at, "agent": FINALIZER, "event": kind, "revision": REVISIONS[FINALIZER]}
-            )
+            self.event(FINALIZER, kind, at)
         return self
 
     def fail(self, agent: str, error: str) -> Flow:
@@ -151,15 +149,7 @@ class Flow:
         self.doc.update(
             status="failed", reason=reason, failed_agent=DASHBOARD, updated_at=at, completed_at=at
         )
-        self.doc["events"].append(
-            {
-                "at": at,
-                "agent": DASHBOARD,
-                "event": "failed",
-                "reason": reason,
-                "revision": REVISIONS[DASHBOARD],
-            }
-        )
+        self.event(DASHBOARD, "failed", at, reason=reason)
         return self
 
 
@@ -252,6 +242,12 @@ def _drop_events(agent: str, kind: str) -> Mutation:
     return lambda doc: doc.update(
         events=[e for e in doc["events"] if (e["agent"], e["event"]) != (agent, kind)]
     )
+
+
+def _stray_event(agent: str, kind: str, revision: str | None = None) -> Mutation:
+    """An event no step accounts for, at the document's last write (by revision when given)."""
+    extra = {"revision": revision} if revision else {}
+    return lambda doc: doc["events"].append({"at": doc["updated_at"], "agent": agent, "event": kind, **extra})
 
 
 def _swap_first_events(doc: Document) -> None:
@@ -397,12 +393,12 @@ COMPLETED_BREAKS: list[Any] = [
         id="event-by-another-revision-than-the-step",
     ),
     pytest.param(
-        lambda d: d["events"].append({"at": d["updated_at"], "agent": "resizer", "event": "done"}),
+        _stray_event("resizer", "done"),
         ("resizer", "events-in-manifest"),
         id="event-of-an-agent-outside-the-manifest",
     ),
     pytest.param(
-        lambda d: d["events"].append({"at": d["updated_at"], "agent": JUDGE, "event": "exploded"}),
+        _stray_event(JUDGE, "exploded"),
         (JUDGE, "events-in-manifest"),
         id="unknown-event-kind",
     ),
@@ -519,27 +515,13 @@ def test_broken_completed_workflow_is_named_by_step_and_rule(
         ),
         pytest.param(
             rejected,
-            lambda d: d["events"].append(
-                {
-                    "at": d["updated_at"],
-                    "agent": FAN_OUT[0],
-                    "event": "started",
-                    "revision": REVISIONS[FAN_OUT[0]],
-                }
-            ),
+            _stray_event(FAN_OUT[0], "started", REVISIONS[FAN_OUT[0]]),
             (FAN_OUT[0], "events-match-steps"),
             id="skipped-step-with-events",
         ),
         pytest.param(
             rejected,
-            lambda d: d["events"].append(
-                {
-                    "at": d["updated_at"],
-                    "agent": FAN_OUT[0],
-                    "event": "done",
-                    "revision": REVISIONS[FAN_OUT[0]],
-                }
-            ),
+            _stray_event(FAN_OUT[0], "done", REVISIONS[FAN_OUT[0]]),
             (FAN_OUT[0], "events-match-steps"),
             id="done-event-for-a-step-not-done",
         ),
