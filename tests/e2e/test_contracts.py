@@ -250,7 +250,6 @@ def test_every_refused_format_is_refused_at_upload_with_its_reason_and_nothing_s
     new_user: TestUser,
     api_session: ApiFor,
     workflow_watcher: WorkflowWatcher,
-    pipeline_manifest: Manifest,
     upload_bucket: storage.Bucket,
     target: Target,
 ) -> None:
@@ -374,7 +373,6 @@ def test_every_limit_one_past_is_refused_or_shortened_as_promised(
     new_user: TestUser,
     api_session: ApiFor,
     workflow_watcher: WorkflowWatcher,
-    pipeline_manifest: Manifest,
     upload_bucket: storage.Bucket,
     target: Target,
 ) -> None:
