@@ -87,7 +87,7 @@ def lint(session: nox.Session) -> None:
     session.run(str(REPO / ".venv" / "bin" / "mypy"), external=True)
 
 
-# --- drills, load and benchmarks (owned by the drills helper) -----------------------------------
+# --- drills, load and benchmarks: the suite proved on a stack of its own --------------------------
 # All of them run against a local stack: their own (.stack/drills/stack.json, started and stopped
 # by the run) unless --state-file or IMAGEFLOW_STACK_FILE names a running one.
 
