@@ -61,6 +61,9 @@ STATE_FILE = REPO_ROOT / ".stack" / "mutation" / "stack.json"
 RUNS_DIR = REPO_ROOT / ".stack" / "mutation" / "mutants"
 MUTANT_READY_TIMEOUT = 60.0
 MUTANT_SUITE_TIMEOUT = 600.0
+# Playwright traces are diagnosis, not verification: recording one per browser test is pure cost here
+# (a kill is reported with its test and message; the fault drill and the gate keep their traces).
+SUITE_OPTIONS = ("--tracing=off",)
 # The suite's tests of its own reports and test-user fixtures: they prove the suite, not the system.
 SELF_TESTS = ("tests/e2e/test_reports.py", "tests/e2e/test_test_users.py")
 FAULTS_ENV = "IMAGEFLOW_FAULTS"
@@ -376,6 +379,30 @@ def run_mutant(
     return result
 
 
+def suite_bound(requested: float | None, baseline_seconds: float | None) -> float:
+    """One mutant's suite time bound: as asked, else twice the clean run plus a minute (at most 600 s)."""
+    if requested is not None:
+        return requested
+    if baseline_seconds is None:
+        return MUTANT_SUITE_TIMEOUT
+    return min(MUTANT_SUITE_TIMEOUT, 2 * baseline_seconds + 60)
+
+
+def out_of_budget(budget_minutes: float | None, elapsed: float, full_run: float | None) -> str | None:
+    """Why no further mutant may start within the budget (None when one may).
+
+    A mutant that survives runs the whole suite, so one starts only while a whole clean run fits.
+    """
+    if budget_minutes is None:
+        return None
+    left = budget_minutes * 60 - elapsed
+    if left <= 0:
+        return "the time budget was spent"
+    if full_run is not None and left < full_run:
+        return f"the {left:.0f} s left of the budget are less than one whole suite run ({full_run:.0f} s)"
+    return None
+
+
 def mutant_selection(root: Path, mutant: Mutant, tests: str) -> Selection:
     """The tests run against a mutant: the gate's suite (default), or its area's tests (--tests area)."""
     if tests == "area":
@@ -406,10 +433,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=MUTANT_SUITE_TIMEOUT,
-        help="give up one mutant's suite run after this many s",
+        default=None,
+        help="give up one mutant's suite run after this many s (default: 2 x the baseline + 60, at most 600)",
     )
-    parser.add_argument("--budget-minutes", type=float, default=None, help="start no mutant after this long")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="start a mutant only while one whole suite run still fits in this many minutes",
+    )
     parser.add_argument("--equivalent", type=Path, default=EQUIVALENT_FILE, help="mutants judged equivalent")
     parser.add_argument(
         "--history", type=Path, default=history.HISTORY, help="kill history: read if present, updated"
@@ -461,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "the area's tests, -x (--tests area)",
         "workers": args.workers,
         "budget_minutes": args.budget_minutes,
-        "timeout": args.timeout,
+        "timeout": suite_bound(args.timeout, None),
         "command": args.command,
         "started_at": started.isoformat(timespec="seconds"),
     }
@@ -473,13 +505,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write(args.report, results, meta)
 
     kills = history.load(args.history)
+    full_run: float | None = None
 
     def run_suite(mutant: Mutant, out: Path) -> suite.SuiteRun:
         selection = mutant_selection(REPO_ROOT, mutant, args.tests)
         out.mkdir(parents=True, exist_ok=True)
         plan = part_plan(mutant, kills).write(out / "order.json")
-        extra = ["-x", "-p", ORDER_PLUGIN, "--mutation-order", str(plan)]
-        return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=args.timeout, extra=extra)
+        extra = ["-x", *SUITE_OPTIONS, "-p", ORDER_PLUGIN, "--mutation-order", str(plan)]
+        bound = suite_bound(args.timeout, full_run)
+        return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=bound, extra=extra)
 
     _say(
         f"{len(sampled)} mutants of {len(candidates.mutants)} candidates (seed {args.seed}, commit {commit})"
@@ -490,14 +524,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             service_modules = {s.name: s.module for s in control.manifest.services}
             if not args.no_baseline:
                 baseline = suite.run(
-                    gate_selection(REPO_ROOT), STATE_FILE, RUNS_DIR / "_baseline", workers=args.workers
+                    gate_selection(REPO_ROOT),
+                    STATE_FILE,
+                    RUNS_DIR / "_baseline",
+                    workers=args.workers,
+                    extra=SUITE_OPTIONS,
                 )
+                full_run = round(baseline.finished_at - baseline.started_at, 1)
                 meta["baseline"] = {
                     "green": baseline.green,
                     "tests": len(baseline.results),
                     "failed": baseline.failed,
-                    "seconds": round(baseline.finished_at - baseline.started_at, 1),
+                    "seconds": full_run,
                 }
+                meta["timeout"] = suite_bound(args.timeout, full_run)
                 _say(
                     f"baseline: {len(baseline.failed)} failed of {len(baseline.results)} "
                     f"in {round(baseline.finished_at - baseline.started_at)} s"
@@ -513,10 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if mutant.id in judged:
                     results.append(_result(mutant, source, services, report.EQUIVALENT, judged[mutant.id]))
-                elif args.budget_minutes is not None and time.monotonic() - wall > args.budget_minutes * 60:
-                    results.append(
-                        _result(mutant, source, services, report.NOT_RUN, "the time budget was spent")
-                    )
+                elif why := out_of_budget(args.budget_minutes, time.monotonic() - wall, full_run):
+                    results.append(_result(mutant, source, services, report.NOT_RUN, why))
                 else:
                     result = run_mutant(control, REPO_ROOT, mutant, source, services, run_suite)
                     results.append(result)

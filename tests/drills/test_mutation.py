@@ -582,3 +582,18 @@ def test_report_shows_seconds_budget_and_fault_switch_counts(tmp_path: Path) -> 
     assert "| agents | 1 / 2 | 50 % | 1 | 0 | 1 | 2 | 0 / 0 / 0 | 60, 100 |" in summary
     assert "## Fault-switch only, not sampled (2)" in summary
     assert "re-judge them): s:1" in summary
+
+
+def test_the_suite_bound_follows_the_clean_run_unless_asked() -> None:
+    assert runner.suite_bound(None, None) == runner.MUTANT_SUITE_TIMEOUT
+    assert runner.suite_bound(None, 100.0) == 260.0
+    assert runner.suite_bound(None, 400.0) == runner.MUTANT_SUITE_TIMEOUT
+    assert runner.suite_bound(90.0, 100.0) == 90.0
+
+
+def test_a_mutant_starts_only_while_a_whole_suite_run_fits_the_budget() -> None:
+    assert runner.out_of_budget(None, 10_000.0, 100.0) is None
+    assert runner.out_of_budget(15, 700.0, 190.0) is None
+    assert "less than one whole suite run (190 s)" in (runner.out_of_budget(15, 750.0, 190.0) or "")
+    assert runner.out_of_budget(15, 901.0, None) == "the time budget was spent"
+    assert runner.out_of_budget(15, 800.0, None) is None
