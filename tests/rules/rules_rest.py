@@ -113,4 +113,7 @@ class EmulatorAdmin:
 
     def clear(self) -> None:
         """Delete every document of this project."""
-        requests.delete(f"{self.base}/databases/(default)/documents", timeout=HTTP_TIMEOUT_SECONDS)
+        response = requests.delete(f"{self.base}/databases/(default)/documents", timeout=HTTP_TIMEOUT_SECONDS)
+        assert response.status_code == 200, (
+            f"the emulator did not clear project {self.project}: {response.status_code} {response.text[:200]}"
+        )
