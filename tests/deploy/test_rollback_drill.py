@@ -3,7 +3,6 @@ then the rollback session brings back the previous revisions, the rules from git
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -18,6 +17,7 @@ import requests
 from google.cloud import firestore
 
 from fixtures.deployment import REPO
+from fixtures.mock_tokens import mock_id_token
 from stack.control import StackControl
 
 pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
@@ -28,25 +28,6 @@ DENY_ALL = (
     "rules_version = '2';\n"
     "service cloud.firestore { match /{document=**} { allow read, write: if false; } }\n"
 )
-
-
-def mock_id_token(uid: str, project: str) -> str:
-    """An unsigned Firebase ID token; the Firestore emulator applies the rules to it."""
-
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    claims = {
-        "iss": f"https://securetoken.google.com/{project}",
-        "aud": project,
-        "sub": uid,
-        "user_id": uid,
-        "iat": 1,
-        "exp": 4102444800,
-        "auth_time": 1,
-        "firebase": {"sign_in_provider": "password"},
-    }
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 def deploy_tool(*argv: str, env: dict[str, str], log: Path) -> int:

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from fixtures.mock_tokens import mock_id_token
+
 HTTP_TIMEOUT_SECONDS = 15
 # The emulator's documented admin credential: it bypasses the rules, like a service account.
 ADMIN = "owner"
-
-
-def mock_id_token(uid: str, project: str) -> str:
-    """An unsigned Firebase ID token for uid (the Firestore emulator enforces rules with it)."""
-    now = int(time.time())
-    claims = {
-        "iss": f"https://securetoken.google.com/{project}",
-        "aud": project,
-        "auth_time": now,
-        "iat": now,
-        "exp": now + 3600,
-        "sub": uid,
-        "user_id": uid,
-        "firebase": {"sign_in_provider": "password", "identities": {}},
-    }
-
-    def part(data: Mapping[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, pubsub_v1, storage
 
+from fixtures.mock_tokens import mock_id_token
 from imageflow import manifest as manifest_module
 from stack import infra, localsecrets, processes, state
 from stack.control import PASS_ENV, ControlError, StackControl
@@ -56,25 +54,6 @@ service cloud.firestore {{
   }}
 }}
 """
-
-
-def mock_id_token(project: str, uid: str) -> str:
-    """An unsigned Firebase ID token, which the Firestore emulator accepts and applies rules to."""
-
-    def part(value: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-    now = int(time.time())
-    claims = {
-        "iss": f"https://securetoken.google.com/{project}",
-        "aud": project,
-        "sub": uid,
-        "user_id": uid,
-        "iat": now,
-        "exp": now + 3600,
-        "auth_time": now,
-    }
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 def survivors(marker: str) -> list[str]:
@@ -271,7 +250,7 @@ def test_firestore_export_clear_import_and_rules(echo_env: tuple[StackControl, s
     # Rules load at run time and apply to a client carrying a (mock, unsigned) Firebase ID token.
     firestore_host = control.state.emulators["firestore"]
     url = f"http://{firestore_host}/v1/projects/{control.state.project}/databases/(default)/documents/stack-test"
-    user = {"Authorization": f"Bearer {mock_id_token(control.state.project, 'stack-test-user')}"}
+    user = {"Authorization": f"Bearer {mock_id_token('stack-test-user', control.state.project)}"}
     control.load_rules(RULES.format(allow="false"))
     assert requests.get(url, headers=user, timeout=10).status_code == 403
     control.load_rules(RULES.format(allow="request.auth != null"))
