@@ -22,8 +22,6 @@ from fixtures.users import TestUser
 from imageflow import clients
 from imageflow.workflow import COLLECTION
 
-THUMBNAILS_PREFIX = "thumbnails"
-
 
 def no_server_error(response: Response, what: str = "POST /api/uploads") -> None:
     """The system answered on purpose: never a 5xx."""
@@ -55,7 +53,7 @@ def stored_for(user: TestUser, bucket: storage.Bucket, target: Target) -> Stored
     documents = clients.firestore_client(target.project).collection(COLLECTION)
     ids = {s.id for s in documents.where(filter=FieldFilter("owner", "==", user.uid)).stream()}
     originals = {b.name for b in bucket.list_blobs(prefix=f"{promises.ORIGINALS_PREFIX}/{user.uid}/")}
-    thumbnails = {b.name for b in bucket.list_blobs(prefix=f"{THUMBNAILS_PREFIX}/{user.uid}/")}
+    thumbnails = {b.name for b in bucket.list_blobs(prefix=f"{promises.THUMBNAILS_PREFIX}/{user.uid}/")}
     return Stored(frozenset(ids), frozenset(originals), frozenset(thumbnails))
 
 

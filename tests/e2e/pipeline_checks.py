@@ -13,6 +13,7 @@ import allure
 from playwright.sync_api import Page, expect
 from requests import Response
 
+from fixtures import promises
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.pubsub import Taps, output_topics
 from fixtures.uploads import ApiSession
@@ -107,7 +108,7 @@ API_STEP_FIELDS = ("status", "attempts", "revision", "error", "output", "publish
 
 def _recorded_thumbnail(document: Mapping[str, Any]) -> str:
     """The thumbnail object some step recorded under the owner's thumbnails/ ("" if none did)."""
-    prefix = f"thumbnails/{document.get('owner')}/"
+    prefix = f"{promises.THUMBNAILS_PREFIX}/{document.get('owner')}/"
     for step in (document.get("steps") or {}).values():
         output = step.get("output") if isinstance(step, Mapping) else None
         if isinstance(output, Mapping) and str(output.get("object", "")).startswith(prefix):

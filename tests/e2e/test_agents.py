@@ -16,6 +16,7 @@ import pytest
 from google.cloud import storage
 from pipeline_checks import completed, every_agent_once
 
+from fixtures import promises
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.images import CAMERA_MAKE, CAMERA_MODEL, GPS_LATITUDE, GPS_LONGITUDE, ImageFile, MakeImage
 from fixtures.reporting import labels
@@ -134,7 +135,7 @@ def check_thumbnail(done: Processed, bucket: storage.Bucket) -> bytes:
     with allure.step(f"thumbnailer: thumbnail of {done.workflow_id} against a reference downscale"):
         output = done.result.output("thumbnailer")
         extension = "png" if output.get("format") == "PNG" else "jpg"
-        expected_name = f"thumbnails/{done.user.uid}/{done.workflow_id}.{extension}"
+        expected_name = f"{promises.THUMBNAILS_PREFIX}/{done.user.uid}/{done.workflow_id}.{extension}"
         problems = [] if output.get("object") == expected_name else [f"object {output.get('object')!r}"]
         thumbnail = _download(bucket, str(output.get("object")))
         _verdict(done, "thumbnailer", problems + thumbnailer.check(done.image.data, thumbnail, output))

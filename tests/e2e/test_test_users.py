@@ -12,6 +12,7 @@ import allure
 import pytest
 from google.cloud import firestore
 
+from fixtures import promises
 from fixtures.reporting import labels
 from fixtures.target import REPO_ROOT, Target
 from fixtures.users import IdentityToolkit, TestUser, UserFactory, remove_user, sweep_leftovers
@@ -28,7 +29,10 @@ def _seed_upload(target: Target, uid: str) -> tuple[firestore.DocumentReference,
     document = clients.firestore_client(target.project).collection(COLLECTION).document(workflow_id)
     document.set({"owner": uid, "status": "completed", "workflow_id": workflow_id})
     bucket = clients.storage_client(target.project).bucket(target.bucket)
-    names = [f"originals/{uid}/{workflow_id}/photo.jpg", f"thumbnails/{uid}/{workflow_id}.jpg"]
+    names = [
+        f"{promises.ORIGINALS_PREFIX}/{uid}/{workflow_id}/photo.jpg",
+        f"{promises.THUMBNAILS_PREFIX}/{uid}/{workflow_id}.jpg",
+    ]
     for name in names:
         bucket.blob(name).upload_from_string(b"not really a jpeg", content_type="image/jpeg")
     return document, names

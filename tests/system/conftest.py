@@ -25,7 +25,7 @@ from flask import Flask
 from google.api_core import exceptions as google_exceptions
 from google.cloud import pubsub_v1
 
-from fixtures import images
+from fixtures import images, promises
 from imageflow import clients, config, workflow
 from imageflow.agents import base
 from imageflow.manifest import Manifest
@@ -89,11 +89,11 @@ def make_upload(backend: Backend, request: pytest.FixtureRequest) -> MakeUpload:
         owner = unique("uid")
         sample = images.SAMPLES[kind]
         content = sample.generate() if data is None else data
-        object_name = f"originals/{owner}/{workflow_id}/{sample.filename}"
+        object_name = f"{promises.ORIGINALS_PREFIX}/{owner}/{workflow_id}/{sample.filename}"
         ref = workflow.workflow_ref(backend.db, workflow_id)
         request.addfinalizer(ref.delete)
-        request.addfinalizer(lambda: delete_prefix(backend.bucket, f"originals/{owner}/"))
-        request.addfinalizer(lambda: delete_prefix(backend.bucket, f"thumbnails/{owner}/"))
+        for prefix in (promises.ORIGINALS_PREFIX, promises.THUMBNAILS_PREFIX):
+            request.addfinalizer(lambda p=prefix: delete_prefix(backend.bucket, f"{p}/{owner}/"))
         backend.bucket.blob(object_name).upload_from_string(content, content_type=sample.content_type)
         image = {
             "bucket": backend.bucket_name,

@@ -32,7 +32,7 @@ from google.api_core import exceptions as google_exceptions
 from PIL import Image
 from werkzeug.test import TestResponse
 
-from fixtures import images
+from fixtures import images, promises
 from imageflow import config, workflow
 from imageflow.agents import base
 
@@ -104,7 +104,7 @@ def test_thumbnailer_writes_the_thumbnail_it_reports(
 
     assert response.status_code == 200, response.get_json()
     output = step(backend, upload, "thumbnailer")["output"]
-    assert output["object"] == f"thumbnails/{upload.owner}/{upload.workflow_id}.png"
+    assert output["object"] == f"{promises.THUMBNAILS_PREFIX}/{upload.owner}/{upload.workflow_id}.png"
     stored = backend.bucket.blob(output["object"])
     thumbnail = decode(stored.download_as_bytes())
     assert thumbnail.format == "PNG"
@@ -438,7 +438,10 @@ def test_fault_thumbnail_reported_but_never_written(
     assert push(make_app("thumbnailer", fault), upload, backend.bucket_name).status_code == 200
     recorded = step(backend, upload, "thumbnailer")
     assert recorded["status"] == "done"
-    assert recorded["output"]["object"] == f"thumbnails/{upload.owner}/{upload.workflow_id}.jpg"
+    assert (
+        recorded["output"]["object"]
+        == f"{promises.THUMBNAILS_PREFIX}/{upload.owner}/{upload.workflow_id}.jpg"
+    )
     assert not backend.bucket.blob(recorded["output"]["object"]).exists()
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from google.cloud import firestore, pubsub_v1, storage
 
-from fixtures import images
+from fixtures import images, promises
 from fixtures.firestore import WorkflowWatcher
 from fixtures.pubsub import Taps
 from fixtures.target import Target, unique_name
@@ -63,7 +63,7 @@ def make_stack_upload(
         ref = workflow.workflow_ref(firestore_admin, workflow_id)
         # Cleanup first, so that a half-made upload is still removed.
         request.addfinalizer(ref.delete)
-        for prefix in (f"originals/{owner}/", f"thumbnails/{owner}/"):
+        for prefix in (f"{promises.ORIGINALS_PREFIX}/{owner}/", f"{promises.THUMBNAILS_PREFIX}/{owner}/"):
             request.addfinalizer(lambda p=prefix: [b.delete() for b in bucket.list_blobs(prefix=p)])
         data = sample.generate()
         bucket.blob(object_name).upload_from_string(data, content_type=sample.content_type)

@@ -10,7 +10,7 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 from PIL import ExifTags, Image
 
-from fixtures import images
+from fixtures import images, promises
 from fixtures.dashboard import FilePart, SignedIn, element_text, picked_up, text
 from fixtures.firestore import WorkflowWatcher
 from fixtures.reporting import labels
@@ -39,8 +39,8 @@ def objects_of(stack: StackState, uid: str) -> list[str]:
     bucket = clients.storage_client(stack.project).bucket(stack.bucket)
     return [
         blob.name
-        for prefix in ("originals/", "thumbnails/")
-        for blob in bucket.list_blobs(prefix=f"{prefix}{uid}/")
+        for prefix in (promises.ORIGINALS_PREFIX, promises.THUMBNAILS_PREFIX)
+        for blob in bucket.list_blobs(prefix=f"{prefix}/{uid}/")
     ]
 
 

@@ -83,6 +83,7 @@ def test_the_systems_constants_are_the_tables() -> None:
     assert tuple(s.value for s in workflow.Status) == promises.WORKFLOW_STATUSES
     assert {s.value for s in workflow.TERMINAL} == promises.TERMINAL_STATUSES
     assert tuple(s.value for s in workflow.StepStatus) == promises.STEP_STATUSES
+    assert thumbnailer.object_name("u", "w", "png") == f"{promises.THUMBNAILS_PREFIX}/u/w.png"
 
 
 def test_the_systems_messages_are_the_tables() -> None:
