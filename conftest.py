@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.stack",
     "fixtures.target",
     "fixtures.reporting",
+    "fixtures.first_red",
     "fixtures.browser",
     "fixtures.users",
     "fixtures.images",
@@ -14,4 +15,6 @@ pytest_plugins = [
     "fixtures.dashboard",
     "fixtures.failures",
     "fixtures.hypothesis_profiles",
+    # The suite's tests of its own plugins run an inner pytest through it.
+    "pytester",
 ]
