@@ -528,7 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     STATE_FILE,
                     RUNS_DIR / "_baseline",
                     workers=args.workers,
-                    extra=SUITE_OPTIONS,
+                    # A red baseline ends the run: its first failure is all it needs to show.
+                    extra=["-x", *SUITE_OPTIONS],
                 )
                 full_run = round(baseline.finished_at - baseline.started_at, 1)
                 meta["baseline"] = {
@@ -543,7 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"in {round(baseline.finished_at - baseline.started_at)} s"
                 )
                 if not baseline.green:
-                    raise MutationError("the suite is red on the clean stack: no mutant can be judged")
+                    red = ", ".join(baseline.failed) or f"pytest exit {baseline.exit_code}"
+                    raise MutationError(
+                        f"the suite is red on the clean stack ({red}): no mutant can be judged"
+                    )
             for index, mutant in enumerate(run_order(sampled), start=1):
                 source = candidates.sources[mutant.path]
                 services = (
