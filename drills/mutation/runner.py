@@ -161,12 +161,27 @@ def area_selection(root: Path, mutant: Mutant) -> Selection:
     return Selection(paths=ordered_e2e(root, SELF_TESTS))
 
 
-def part_plan(mutant: Mutant, kills: history.History) -> Plan:
-    """The order plan of one mutant: its file's earlier killers, then its part's tests (an agent's own)."""
+def part_plan(mutant: Mutant, kills: history.History, seconds: dict[str, float] | None = None) -> Plan:
+    """The order plan of one mutant: its file's earlier killers, then its part's tests (an agent's own),
+    the quickest of the clean run first."""
     stem = mutant.path.rsplit("/", 1)[-1].removesuffix(".py")
+    first = history.killers(kills, mutant.path)
     if mutant.area == "agents" and stem not in ("base", "__init__"):
-        return Plan(history.killers(kills, mutant.path), (PIPELINE_SCENARIO,), (stem,))
-    return Plan(history.killers(kills, mutant.path), PART_TESTS[mutant.area])
+        return Plan(first, (PIPELINE_SCENARIO,), (stem,), dict(seconds or {}))
+    return Plan(first, PART_TESTS[mutant.area], (), dict(seconds or {}))
+
+
+def seconds_per_test(run: suite.SuiteRun) -> dict[str, float]:
+    """{node id: seconds of its setup, call and teardown} in a suite run (from its report log)."""
+    spent: dict[str, float] = {}
+    log = Path(run.output_dir) / "reports.jsonl"
+    for raw in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+        try:
+            line = json.loads(raw)
+            spent[line["nodeid"]] = round(spent.get(line["nodeid"], 0.0) + float(line["duration"]), 3)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a stopped run
+    return spent
 
 
 @dataclass
@@ -506,11 +521,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     kills = history.load(args.history)
     full_run: float | None = None
+    clean_seconds: dict[str, float] = {}
 
     def run_suite(mutant: Mutant, out: Path) -> suite.SuiteRun:
         selection = mutant_selection(REPO_ROOT, mutant, args.tests)
         out.mkdir(parents=True, exist_ok=True)
-        plan = part_plan(mutant, kills).write(out / "order.json")
+        plan = part_plan(mutant, kills, clean_seconds).write(out / "order.json")
         extra = ["-x", *SUITE_OPTIONS, "-p", ORDER_PLUGIN, "--mutation-order", str(plan)]
         bound = suite_bound(args.timeout, full_run)
         return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=bound, extra=extra)
@@ -532,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     extra=["-x", *SUITE_OPTIONS],
                 )
                 full_run = round(baseline.finished_at - baseline.started_at, 1)
+                clean_seconds = seconds_per_test(baseline)
                 meta["baseline"] = {
                     "green": baseline.green,
                     "tests": len(baseline.results),

@@ -496,11 +496,13 @@ def test_kill_history_orders_a_file_s_killers_first(tmp_path: Path) -> None:
 def test_the_order_plan_puts_killers_then_the_part_first() -> None:
     kills = {"imageflow/agents/exif.py": {"tests/e2e/test_agents.py::test_k": 2}}
     exif = Mutant("imageflow/agents/exif.py", 9, "constant", "d", Edit(0, 0, ""))
-    plan = runner.part_plan(exif, kills)
+    plan = runner.part_plan(exif, kills, {"tests/e2e/test_login.py::test_x": 4.5})
     assert plan == Plan(("tests/e2e/test_agents.py::test_k",), (runner.PIPELINE_SCENARIO,), ("exif",))
     assert rank("tests/e2e/test_agents.py::test_k", [], plan) == (0, 0)
-    assert rank("tests/e2e/test_agents.py::test_other", ["exif"], plan) == (1, 0)
-    assert rank("tests/e2e/test_login.py::test_x", [], plan) == (2, 0)
+    assert rank("tests/e2e/test_agents.py::test_other", ["exif"], plan) == (1, 0.0)
+    assert rank("tests/e2e/test_login.py::test_x", [], plan) == (2, 4.5), (
+        "the rest by the clean run's seconds"
+    )
     rules = runner.part_plan(Mutant("firestore.rules", 9, "rules-operator", "d", Edit(0, 0, "")), {})
     assert "tests/rules/" in rules.area
     for area in ("workflow", "dashboard", "agents", "rules"):
@@ -522,11 +524,14 @@ def test_the_order_plugin_reorders_and_keeps_every_test(tmp_path: Path) -> None:
             def test_c(): pass
 
             def test_d(): pass
+
+            def test_e(): pass
             """
         ),
         encoding="utf-8",
     )
-    plan = Plan(("test_x.py::test_d",), (), ("exif",)).write(tmp_path / "plan.json")
+    seconds = {"test_x.py::test_a": 9.0, "test_x.py::test_c": 2.0, "test_x.py::test_e": 2.0}
+    plan = Plan(("test_x.py::test_d",), (), ("exif",), seconds).write(tmp_path / "plan.json")
     done = subprocess.run(
         [
             sys.executable,
@@ -543,7 +548,20 @@ def test_the_order_plugin_reorders_and_keeps_every_test(tmp_path: Path) -> None:
         check=False,
     )
     order = [line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line]
-    assert order == ["test_d", "test_b", "test_a", "test_c"], done.stdout + done.stderr
+    assert order == ["test_d", "test_b", "test_c", "test_e", "test_a"], done.stdout + done.stderr
+
+
+def test_seconds_per_test_of_a_run(tmp_path: Path) -> None:
+    lines = [
+        {"nodeid": "t1", "when": "setup", "outcome": "passed", "at": 1.0, "duration": 1.0},
+        {"nodeid": "t1", "when": "call", "outcome": "passed", "at": 3.0, "duration": 2.0},
+        {"nodeid": "t2", "when": "setup", "outcome": "passed", "at": 3.5, "duration": 0.5},
+    ]
+    (tmp_path / "reports.jsonl").write_text(
+        "\n".join(json.dumps(x) for x in lines) + "\n{cut", encoding="utf-8"
+    )
+    run = SuiteRun(0, 0.0, 4.0, output_dir=str(tmp_path))
+    assert runner.seconds_per_test(run) == {"t1": 3.0, "t2": 0.5}
 
 
 def test_suite_phases_split_a_run(tmp_path: Path) -> None:
