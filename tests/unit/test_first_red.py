@@ -114,15 +114,27 @@ def test_a_wrong_value_is_a_one_line_usage_error(inner: pytest.Pytester) -> None
     assert "Traceback" not in result.stderr.str()
 
 
-def test_under_xdist_the_controller_lists_what_its_workers_never_ran(inner: pytest.Pytester) -> None:
-    """Red first, then many: the workers had only their first batch when the run stopped."""
-    many = "\n".join(f"def test_after_{i:02}():\n    pass\n" for i in range(40))
+def test_under_xdist_the_controller_lists_what_its_worker_never_ran(inner: pytest.Pytester) -> None:
+    """Red first, then many: one worker gets its tests in order, a batch at a time, and is stopped."""
+    many = "\n".join(f"def test_after_{i:02}():\n    pass\n" for i in range(60))
     inner.makepyfile(test_inner="def test_b_is_red():\n    assert False\n\n" + many)
-    result = _run(inner, "-n", "2", "--stop-at-first-red=on")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result = _run(inner, "-n", "1", "--stop-at-first-red=on")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, (
+        "a stop at the first red is a red run, not an interruption"
+    )
     report = _report(inner)
     assert report["first_red"] == "test_inner.py::test_b_is_red", report
-    assert report["collected"] == 41, report
-    assert report["ran"] + report["not_run_count"] == 41, report
-    assert "test_inner.py::test_after_39" in report["not_run"], report
+    assert report["collected"] == 61, report
+    assert report["ran"] + report["not_run_count"] == 61, report
+    assert "test_inner.py::test_after_59" in report["not_run"], report
     result.stdout.fnmatch_lines([f"{report['not_run_count']} scenario(s) did not run:"])
+
+
+def test_collect_only_on_production_lists_nothing_as_not_run(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _production(monkeypatch)
+    result = _run(inner, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert "did not run" not in result.stdout.str()
+    assert not (inner.path / "reports" / "first-red.json").exists()
