@@ -19,13 +19,14 @@ split into phases (deploy, suite start-up, tests until the verdict, suite stop, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,9 @@ MARKER = ".mutation-work-copy"
 STATE_FILE = REPO_ROOT / ".stack" / "mutation" / "stack.json"
 # Not .stack/mutation/runs: that is where the stack keeps its own run directories (and sweeps them).
 RUNS_DIR = REPO_ROOT / ".stack" / "mutation" / "mutants"
+# The suite's own compiled modules (and pytest's rewritten tests), kept between its runs.
+SUITE_PYCACHE = REPO_ROOT / ".stack" / "mutation" / "pycache"
+BYTECODE_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
 MUTANT_READY_TIMEOUT = 60.0
 MUTANT_SUITE_TIMEOUT = 600.0
 # Playwright traces are diagnosis, not verification: recording one per browser test is pure cost here
@@ -394,6 +398,28 @@ def run_mutant(
     return result
 
 
+@contextlib.contextmanager
+def suite_bytecode(cache: Path = SUITE_PYCACHE) -> Iterator[None]:
+    """Let the suite's processes keep their bytecode in a private cache while it runs.
+
+    Without it every run (and each xdist worker) compiles every module and rewrites every test
+    again: seconds of each mutant's start-up. Safe: only the suite's processes use this cache, and
+    they never import a mutant (the file is restored, its bytecode dropped, before the suite
+    starts); the services keep the environment they were started with.
+    """
+    saved = {name: os.environ.get(name) for name in BYTECODE_ENV}
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def suite_bound(requested: float | None, baseline_seconds: float | None) -> float:
     """One mutant's suite time bound: as asked, else twice the clean run plus a minute (at most 600 s)."""
     if requested is not None:
@@ -529,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = part_plan(mutant, kills, clean_seconds).write(out / "order.json")
         extra = ["-x", *SUITE_OPTIONS, "-p", ORDER_PLUGIN, "--mutation-order", str(plan)]
         bound = suite_bound(args.timeout, full_run)
-        return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=bound, extra=extra)
+        with suite_bytecode():
+            return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=bound, extra=extra)
 
     _say(
         f"{len(sampled)} mutants of {len(candidates.mutants)} candidates (seed {args.seed}, commit {commit})"
@@ -539,14 +566,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with local_stack(STATE_FILE, say=_say) as control:
             service_modules = {s.name: s.module for s in control.manifest.services}
             if not args.no_baseline:
-                baseline = suite.run(
-                    gate_selection(REPO_ROOT),
-                    STATE_FILE,
-                    RUNS_DIR / "_baseline",
-                    workers=args.workers,
-                    # A red baseline ends the run: its first failure is all it needs to show.
-                    extra=["-x", *SUITE_OPTIONS],
-                )
+                with suite_bytecode():
+                    baseline = suite.run(
+                        gate_selection(REPO_ROOT),
+                        STATE_FILE,
+                        RUNS_DIR / "_baseline",
+                        workers=args.workers,
+                        # A red baseline ends the run: its first failure is all it needs to show.
+                        extra=["-x", *SUITE_OPTIONS],
+                    )
                 full_run = round(baseline.finished_at - baseline.started_at, 1)
                 clean_seconds = seconds_per_test(baseline)
                 meta["baseline"] = {

@@ -615,3 +615,13 @@ def test_a_mutant_starts_only_while_a_whole_suite_run_fits_the_budget() -> None:
     assert "less than one whole suite run (190 s)" in (runner.out_of_budget(15, 750.0, 190.0) or "")
     assert runner.out_of_budget(15, 901.0, None) == "the time budget was spent"
     assert runner.out_of_budget(15, 800.0, None) is None
+
+
+def test_the_suite_keeps_bytecode_only_while_it_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    with runner.suite_bytecode(tmp_path / "cache"):
+        assert "PYTHONDONTWRITEBYTECODE" not in os.environ
+        assert os.environ["PYTHONPYCACHEPREFIX"] == str(tmp_path / "cache")
+    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1", "a service deployed after the suite keeps its env"
+    assert "PYTHONPYCACHEPREFIX" not in os.environ
