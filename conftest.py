@@ -12,6 +12,7 @@ pytest_plugins = [
     "fixtures.firestore",
     "fixtures.pubsub",
     "fixtures.uploads",
+    "fixtures.sessions",
     "fixtures.dashboard",
     "fixtures.failures",
     "fixtures.hypothesis_profiles",

@@ -20,9 +20,10 @@ from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.pubsub import Taps
 from fixtures.reporting import labels
+from fixtures.sessions import OpenAs
 from fixtures.target import Target
 from fixtures.uploads import ApiSession, accepted_ids
-from fixtures.users import TestUser, login_through_ui
+from fixtures.users import TestUser
 from imageflow.manifest import Manifest
 
 # The reasons are the promises table's (fixtures/promises.py); every refused format is in test_contracts.
@@ -110,6 +111,7 @@ def test_bad_content_rejected_with_reason_and_other_steps_skipped(
     pubsub_taps: Taps,
     pipeline_manifest: Manifest,
     page: Page,
+    open_as: OpenAs,
 ) -> None:
     session = api_session(new_user)
     bad, good = make_image(kind), make_image("png_with_alpha")
@@ -143,7 +145,7 @@ def test_bad_content_rejected_with_reason_and_other_steps_skipped(
         if name != "validator"
     }
     assert all(status == "skipped" and attempts == 0 for status, attempts in others.values()), others
-    views_agree(login_through_ui(page, new_user).page, result, session)
+    views_agree(open_as(new_user, session, page).page, result, session)
     with allure.step("Nothing was published past the validator for the rejected upload"):
         validated = pipeline_manifest.agent("validator").output_topic
         pubsub_taps.drain([validated])

@@ -13,9 +13,10 @@ from playwright.sync_api import expect
 from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.reporting import labels
+from fixtures.sessions import LoggedInUser
 from fixtures.target import Target
+from fixtures.uploads import ApiSession
 from fixtures.users import TestUser
-from pages.dashboard import DashboardPage
 from pages.workflow import NotFoundPage
 
 HTTP_TIMEOUT_SECONDS = 15
@@ -49,19 +50,19 @@ def _client_read(target: Target, workflow_id: str, id_token: str) -> requests.Re
     allure.severity_level.BLOCKER,
 )
 def test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere(
-    new_user_page: Callable[[], tuple[TestUser, DashboardPage]],
+    new_user_page: Callable[[], LoggedInUser],
     make_image: MakeImage,
     workflow_watcher: WorkflowWatcher,
     id_token_for: Callable[[TestUser], str],
     target: Target,
 ) -> None:
-    owner, owner_dashboard = new_user_page()
-    image = make_image("plain_jpeg")
-    owner_dashboard.upload([image.path])
-    workflow_id = owner_dashboard.workflow_id_of(image.filename)
+    owner_in = new_user_page()
+    owner, owner_dashboard = owner_in.user, owner_in.dashboard
+    workflow_id = owner_in.api.upload_one(make_image("plain_jpeg").multipart())
     completed(workflow_watcher, workflow_id)  # the thumbnail exists too: every path has something to leak
 
-    stranger, stranger_dashboard = new_user_page()
+    stranger_in = new_user_page()
+    stranger, stranger_dashboard = stranger_in.user, stranger_in.dashboard
     with allure.step("The other user's dashboard lists nothing"):
         expect(stranger_dashboard.no_uploads).to_be_visible()
         expect(stranger_dashboard.upload_rows).to_have_count(0)
@@ -97,11 +98,9 @@ def test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere(
 @pytest.mark.e2e
 @labels("Isolation", "Anonymous clients cannot read workflow documents", allure.severity_level.CRITICAL)
 def test_anonymous_client_is_refused_the_workflow_document(
-    logged_in_page: DashboardPage, make_image: MakeImage, target: Target
+    logged_in_session: ApiSession, make_image: MakeImage, target: Target
 ) -> None:
-    image = make_image("tiny_png")
-    logged_in_page.upload([image.path])
-    workflow_id = logged_in_page.workflow_id_of(image.filename)
+    workflow_id = logged_in_session.upload_one(make_image("tiny_png").multipart())
     with allure.step("Read the document through Firestore REST without a token"):
         response = requests.get(
             f"{target.firestore_rest_url}/workflows/{workflow_id}", timeout=HTTP_TIMEOUT_SECONDS

@@ -50,9 +50,9 @@ def test_login_refuses_an_unknown_email(page: Page, fresh_credentials: TestUser)
 
 @pytest.mark.smoke
 @labels("Accounts", "Logout", Severity.CRITICAL)
-def test_logout_ends_the_session(logged_in_page: DashboardPage) -> None:
+def test_logout_ends_the_session(ui_logged_in_page: DashboardPage) -> None:
     """Log out lands on the login page with its message, and the dashboard is protected again."""
-    login = logged_in_page.nav.log_out()
+    login = ui_logged_in_page.nav.log_out()
     expect(login.flash.messages).to_have_text(LOGGED_OUT)
     expect(login.nav.user).to_have_count(0)
     login.page.goto("/")
