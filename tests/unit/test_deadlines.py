@@ -132,7 +132,7 @@ def test_done_but_unpublished_agent_is_late_and_its_dependants_are_not_blamed() 
     doc = document(validator=done(0.5, 1.0, published=False))
     (late,) = lateness(doc, MANIFEST, at(GRACE + 5)).late
     assert late.agent == "validator"
-    assert "finished at 10:00:01.000Z but its output was never published" in late.describe()
+    assert "finished at 10:00:01.000Z but its output is not published" in late.describe()
 
 
 def test_next_check_is_the_earliest_deadline_still_to_come() -> None:
