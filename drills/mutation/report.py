@@ -89,7 +89,9 @@ def document(results: Sequence[MutantResult], meta: dict[str, Any]) -> dict[str,
     return {
         **meta,
         "score": score(results),
-        "phases": phase_medians(results),
+        "phases": {
+            status: phase_medians([r for r in results if r.status == status]) for status in (KILLED, SURVIVED)
+        },
         "mutants": [asdict(r) for r in results],
     }
 
@@ -136,9 +138,16 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {row[SURVIVED]} | {row[TIMEOUT]} | {row[EQUIVALENT]} | {unsampled} | {other} "
             f"| {_seconds(spent.get('median'))}, {_seconds(spent.get('max'))} |"
         )
-    if doc.get("phases"):
-        phases = ", ".join(f"{name} {value:g} s" for name, value in doc["phases"].items())
-        lines += ["", f"Median seconds per phase of a mutant: {phases}."]
+    for status, phases in (doc.get("phases") or {}).items():
+        if phases:
+            spent = ", ".join(f"{name} {value:g} s" for name, value in phases.items())
+            lines += ["", f"Median seconds per phase, {status} mutants: {spent}."]
+    not_run: dict[str, int] = {}
+    for mutant in doc["mutants"]:
+        if mutant["status"] == NOT_RUN:
+            not_run[mutant["reason"]] = not_run.get(mutant["reason"], 0) + 1
+    for reason, count in not_run.items():
+        lines += ["", f"Not run: {count} ({reason})."]
     if doc.get("baseline"):
         base = doc["baseline"]
         tests, spent, green = base["tests"], base["seconds"], base["green"]

@@ -577,7 +577,8 @@ def test_suite_phases_split_a_run(tmp_path: Path) -> None:
 
 
 def test_report_shows_seconds_budget_and_fault_switch_counts(tmp_path: Path) -> None:
-    results = [_result("killed"), _result("survived"), _result("equivalent")]
+    results = [_result("killed"), _result("survived"), _result("equivalent"), _result("not-run")]
+    results[3].reason = "the time budget was spent"
     results[0].seconds, results[0].phases = 20.0, {"deploy": 5.0}
     results[1].seconds, results[1].phases = 100.0, {"deploy": 7.0}
     fault_switch = {
@@ -594,11 +595,13 @@ def test_report_shows_seconds_budget_and_fault_switch_counts(tmp_path: Path) -> 
     path = report.write(tmp_path / "m.json", results, meta)
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["score"]["agents"]["seconds"] == {"median": 60.0, "max": 100.0}
-    assert doc["phases"] == {"deploy": 6.0}
+    assert doc["phases"] == {"killed": {"deploy": 5.0}, "survived": {"deploy": 7.0}}
     summary = path.with_suffix(".md").read_text(encoding="utf-8")
     assert "wall time 10.0 min of a 15-min budget" in summary
-    assert "| agents | 1 / 2 | 50 % | 1 | 0 | 1 | 2 | 0 / 0 / 0 | 60, 100 |" in summary
+    assert "Median seconds per phase, survived mutants: deploy 7 s." in summary
+    assert "| agents | 1 / 2 | 50 % | 1 | 0 | 1 | 2 | 0 / 0 / 1 | 60, 100 |" in summary
     assert "## Fault-switch only, not sampled (2)" in summary
+    assert "Not run: 1 (the time budget was spent)." in summary
     assert "re-judge them): s:1" in summary
 
 
