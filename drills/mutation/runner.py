@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from drills.mutation.sample import (
 )
 from stack import processes
 from stack.control import ControlError, RevisionFailed, StackControl
+from stack.control import _temporary_env as temporary_env
 from stack.localsecrets import REDACTED
 from stack.state import REPO_ROOT
 
@@ -62,7 +63,6 @@ STATE_FILE = REPO_ROOT / ".stack" / "mutation" / "stack.json"
 RUNS_DIR = REPO_ROOT / ".stack" / "mutation" / "mutants"
 # The suite's own compiled modules (and pytest's rewritten tests), kept between its runs.
 SUITE_PYCACHE = REPO_ROOT / ".stack" / "mutation" / "pycache"
-BYTECODE_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
 MUTANT_READY_TIMEOUT = 60.0
 MUTANT_SUITE_TIMEOUT = 600.0
 # Playwright traces are diagnosis, not verification: recording one per browser test is pure cost here
@@ -398,26 +398,16 @@ def run_mutant(
     return result
 
 
-@contextlib.contextmanager
-def suite_bytecode(cache: Path = SUITE_PYCACHE) -> Iterator[None]:
+def suite_bytecode(cache: Path = SUITE_PYCACHE) -> contextlib.AbstractContextManager[None]:
     """Let the suite's processes keep their bytecode in a private cache while it runs.
 
     Without it every run (and each xdist worker) compiles every module and rewrites every test
     again: seconds of each mutant's start-up. Safe: only the suite's processes use this cache, and
     they never import a mutant (the file is restored, its bytecode dropped, before the suite
-    starts); the services keep the environment they were started with.
+    starts); the services keep the environment they were started with. (An empty
+    PYTHONDONTWRITEBYTECODE is unset as far as Python is concerned.)
     """
-    saved = {name: os.environ.get(name) for name in BYTECODE_ENV}
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return temporary_env({"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(cache)})
 
 
 def suite_bound(requested: float | None, baseline_seconds: float | None) -> float:

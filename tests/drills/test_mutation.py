@@ -624,7 +624,8 @@ def test_the_suite_keeps_bytecode_only_while_it_runs(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
     with runner.suite_bytecode(tmp_path / "cache"):
-        assert "PYTHONDONTWRITEBYTECODE" not in os.environ
-        assert os.environ["PYTHONPYCACHEPREFIX"] == str(tmp_path / "cache")
+        probe = [sys.executable, "-c", "import sys; print(sys.dont_write_bytecode, sys.pycache_prefix)"]
+        seen = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
+        assert seen == ["False", str(tmp_path / "cache")], "a child of the suite writes to the private cache"
     assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1", "a service deployed after the suite keeps its env"
     assert "PYTHONPYCACHEPREFIX" not in os.environ
