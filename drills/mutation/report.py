@@ -43,6 +43,7 @@ class MutantResult:
     seconds: float = 0.0
     output_dir: str = ""
     phases: dict[str, float] = field(default_factory=dict)
+    tests: int = 0
 
 
 def _ran(results: Sequence[MutantResult]) -> list[MutantResult]:
@@ -165,6 +166,8 @@ def markdown(doc: dict[str, Any]) -> str:
             lines += ["", f"## {area}: {title} ({len(shown)})", ""]
             for mutant in shown:
                 lines += [f"### {mutant['id']}: {mutant['description']}", ""]
+                if status == SURVIVED and mutant.get("tests"):
+                    lines += [f"Green against all {mutant['tests']} tests of the selection.", ""]
                 if mutant.get("message"):
                     lines += [mutant["message"], ""]
                 lines += ["```diff", mutant["diff"].rstrip(), "```", ""]

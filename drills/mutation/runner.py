@@ -386,6 +386,7 @@ def run_mutant(
         phase_start = time.monotonic()
         result.phases.update(suite_phases(run))
         result.status, result.killed_by, result.message = judge(mutant, run)
+        result.tests = len(run.results)
     finally:
         problems = deployment.restore()
         phase("restore")
@@ -408,6 +409,13 @@ def suite_bytecode(cache: Path = SUITE_PYCACHE) -> contextlib.AbstractContextMan
     PYTHONDONTWRITEBYTECODE is unset as far as Python is concerned.)
     """
     return temporary_env({"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(cache)})
+
+
+def whole_suite(result: MutantResult, clean_tests: int | None) -> None:
+    """A survivor is one only against every test of the clean run: fewer reported makes it broken."""
+    if result.status == report.SURVIVED and clean_tests is not None and result.tests < clean_tests:
+        result.status = report.BROKEN
+        result.reason = f"green, but only {result.tests} of the clean run's {clean_tests} tests reported"
 
 
 def suite_bound(requested: float | None, baseline_seconds: float | None) -> float:
@@ -596,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results.append(_result(mutant, source, services, report.NOT_RUN, why))
                 else:
                     result = run_mutant(control, REPO_ROOT, mutant, source, services, run_suite)
+                    # The clean run is the gate: an area run (--tests area) is smaller by design.
+                    gate = args.tests == "gate" and "baseline" in meta
+                    whole_suite(result, meta["baseline"]["tests"] if gate else None)
                     results.append(result)
                     if result.status == report.KILLED:
                         history.record(kills, mutant.path, result.killed_by)

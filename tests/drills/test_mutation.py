@@ -629,3 +629,15 @@ def test_the_suite_keeps_bytecode_only_while_it_runs(monkeypatch: pytest.MonkeyP
         assert seen == ["False", str(tmp_path / "cache")], "a child of the suite writes to the private cache"
     assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1", "a service deployed after the suite keeps its env"
     assert "PYTHONPYCACHEPREFIX" not in os.environ
+
+
+def test_a_survivor_is_one_only_against_the_whole_clean_run() -> None:
+    whole, short, killed = _result("survived"), _result("survived"), _result("killed")
+    whole.tests, short.tests, killed.tests = 193, 150, 2
+    for result in (whole, short, killed):
+        runner.whole_suite(result, 193)
+    assert (whole.status, short.status, killed.status) == ("survived", "broken", "killed")
+    assert short.reason == "green, but only 150 of the clean run's 193 tests reported"
+    unknown = _result("survived")
+    runner.whole_suite(unknown, None)
+    assert unknown.status == "survived", "without a baseline there is nothing to hold it to"
