@@ -25,14 +25,28 @@ def bars(path: Path, title: str, values: Mapping[str, float], ylabel: str = "sec
 
 def grouped_percentiles(path: Path, title: str, groups: Mapping[str, Mapping[str, float | None]]) -> Path:
     """Per group (e.g. an agent) bars of p50/p95/p99 seconds side by side."""
+    return grouped_bars(path, title, groups, ("p50", "p95", "p99"))
+
+
+def grouped_bars(
+    path: Path,
+    title: str,
+    groups: Mapping[str, Mapping[str, float | None]],
+    keys: Sequence[str],
+    limits: Mapping[str, float] | None = None,
+) -> Path:
+    """Per group bars of each key's seconds side by side, with an optional limit drawn over each group."""
     names = list(groups)
-    keys = ("p50", "p95", "p99")
     figure, axes = plt.subplots(figsize=(max(6, 1.4 * len(names)), 4))
     width = 0.8 / len(keys)
     for index, key in enumerate(keys):
         xs = [i + index * width for i in range(len(names))]
         axes.bar(xs, [float(groups[n].get(key) or 0.0) for n in names], width, label=key)
-    axes.set_xticks([i + width for i in range(len(names))], names)
+    for i, name in enumerate(names):
+        if limits and name in limits:
+            span = (i - width / 2, i + (len(keys) - 0.5) * width)
+            axes.hlines(limits[name], *span, colors="#c03030", linestyles="dashed")
+    axes.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(names))], names)
     axes.set_ylabel("seconds")
     axes.set_title(title)
     axes.legend()
