@@ -66,6 +66,24 @@ def test_production_runs_only_smoke_and_never_destructive(monkeypatch: pytest.Mo
     assert ctx.backup is True
 
 
+def test_the_suite_runs_on_the_default_workers_unless_the_arguments_choose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gate's suite is parallel by default; the user's -n wins, and a debugger runs it serially."""
+    monkeypatch.delenv("IMAGEFLOW_VERIFY_COMMAND", raising=False)
+
+    def command(*pytest_args: str) -> list[str]:
+        return verify.suite_command(cli.context(cli.parse(["e2e"])[0], list(pytest_args)))
+
+    default = command("-k", "upload_jpeg")
+    assert default[-4:] == ["-n", verify.DEFAULT_WORKERS, "-k", "upload_jpeg"]
+    for chosen in (["-n", "0"], ["-n3"], ["--numprocesses=auto"], ["--numprocesses", "4"]):
+        assert command(*chosen).count("-n") == chosen.count("-n"), chosen
+        assert command(*chosen)[-len(chosen) :] == chosen
+    for serial in (["--pdb"], ["-p", "no:xdist"], ["--trace"]):
+        assert "-n" not in command(*serial), serial
+
+
 def test_a_run_that_selects_no_test_is_red_with_a_reason() -> None:
     """pytest exit 5 (nothing selected) never counts as verified, and the record says why."""
     assert (
