@@ -11,6 +11,7 @@ work; an upload the dashboard could not store or queue is never reported as acce
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -137,64 +138,103 @@ def released_events(document: Document, agent: str) -> int:
     )
 
 
-@labels("Resilience", "An agent that raises fails the workflow, and only this user's", Severity.CRITICAL)
-def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
+@dataclass
+class Scenario:
+    """One agent failure scenario: its user's page, API session and plans, the watcher, taps and manifest."""
+
+    dashboard: DashboardPage
+    session: ApiSession
+    user: TestUser
+    plans: FailurePlans
+    make_image: MakeImage
+    watcher: WorkflowWatcher
+    taps: Taps
+    manifest: Manifest
+
+    def plan(self, agent: str, mode: str) -> None:
+        """Make agent fail as mode says for this user's uploads."""
+        self.plans.plan(self.user, agents={agent: mode})
+
+    def upload(self) -> str:
+        """Upload one image as this user, insisting it was accepted; its workflow id."""
+        return self.session.upload_one(self.make_image("plain_jpeg").multipart())
+
+    def failed(self, workflow_id: str, agent: str, slack: float) -> WatchResult:
+        """Watched until settled after agent's failure, held to failed_as_promised (deadline plus slack)."""
+        budget = self.manifest.agent(agent).deadline_seconds + slack
+        result = self.watcher.watch(
+            workflow_id,
+            until=settled_after_failure(self.manifest),
+            timeout=ready_after(self.manifest, agent) + budget,
+        )
+        failed_as_promised(result, self.manifest, agent, budget)
+        return result
+
+    def recovered(self, workflow_id: str) -> WatchResult:
+        """Watched to completion through redeliveries; each output published once, nothing dead-lettered."""
+        result = self.watcher.watch(
+            workflow_id, timeout=self.watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
+        )
+        assert result.completed, result.message
+        published_once(self.taps, self.manifest, [workflow_id])
+        no_dead_letters(self.taps, self.manifest, [workflow_id])
+        return result
+
+
+@pytest.fixture
+def scenario(
     logged_in_page: DashboardPage,
     logged_in_session: ApiSession,
     new_user: TestUser,
-    user_factory: UserFactory,
-    api_session: Callable[[TestUser], ApiSession],
     failure_plans: FailurePlans,
     make_image: MakeImage,
     workflow_watcher: WorkflowWatcher,
     pubsub_taps: Taps,
     pipeline_manifest: Manifest,
-) -> None:
-    agent = "thumbnailer"
-    failure_plans.plan(new_user, agents={agent: "error"})
-    bystander = api_session(user_factory())
-    image = make_image("plain_jpeg")
-    bystander_id = bystander.upload_one(image.multipart())
-
-    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
-    budget = pipeline_manifest.agent(agent).deadline_seconds + MARGIN_SECONDS
-    result = workflow_watcher.watch(
-        workflow_id,
-        until=settled_after_failure(pipeline_manifest),
-        timeout=ready_after(pipeline_manifest, agent) + budget,
+) -> Scenario:
+    """The logged-in test user's failure scenario."""
+    return Scenario(
+        logged_in_page,
+        logged_in_session,
+        new_user,
+        failure_plans,
+        make_image,
+        workflow_watcher,
+        pubsub_taps,
+        pipeline_manifest,
     )
 
-    failed_as_promised(result, pipeline_manifest, agent, budget)
+
+@labels("Resilience", "An agent that raises fails the workflow, and only this user's", Severity.CRITICAL)
+def test_agent_error_fails_only_the_planned_users_workflow_naming_the_agent(
+    scenario: Scenario, user_factory: UserFactory, api_session: Callable[[TestUser], ApiSession]
+) -> None:
+    agent = "thumbnailer"
+    scenario.plan(agent, "error")
+    bystander = api_session(user_factory())
+    bystander_id = bystander.upload_one(scenario.make_image("plain_jpeg").multipart())
+    workflow_id = scenario.upload()
+
+    result = scenario.failed(workflow_id, agent, MARGIN_SECONDS)
+
     assert "InjectedFailure" in str(result.step(agent).get("error")), result.message
     assert result.step(agent).get("attempts") == 1, result.message
-    page_shows_failed(logged_in_page, result, agent)
-    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
+    page_shows_failed(scenario.dashboard, result, agent)
+    no_dead_letters(scenario.taps, scenario.manifest, [workflow_id])
     with allure.step("The bystander's upload, beside it on the same stack, completed untouched"):
-        bystanding = workflow_watcher.watch(bystander_id)
+        bystanding = scenario.watcher.watch(bystander_id)
         assert bystanding.completed, bystanding.message
-        every_agent_once(bystanding, pipeline_manifest)
+        every_agent_once(bystanding, scenario.manifest)
 
 
 @labels("Resilience", "An agent failing transiently is redelivered and recovers", Severity.CRITICAL)
-def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
-    logged_in_page: DashboardPage,
-    logged_in_session: ApiSession,
-    new_user: TestUser,
-    failure_plans: FailurePlans,
-    make_image: MakeImage,
-    workflow_watcher: WorkflowWatcher,
-    pubsub_taps: Taps,
-    pipeline_manifest: Manifest,
-) -> None:
+def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(scenario: Scenario) -> None:
     agent, failures = "exif", 2
-    failure_plans.plan(new_user, agents={agent: f"transient:{failures}"})
-    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
+    scenario.plan(agent, f"transient:{failures}")
+    workflow_id = scenario.upload()
 
-    result = workflow_watcher.watch(
-        workflow_id, timeout=workflow_watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
-    )
+    result = scenario.recovered(workflow_id)
 
-    assert result.completed, result.message
     step = result.step(agent)
     with allure.step(f"{agent} was delivered {failures + 1} times, gave the step back {failures} times"):
         assert (step.get("status"), step.get("attempts"), step.get("deliveries")) == (
@@ -203,86 +243,56 @@ def test_agent_answering_5xx_twice_is_redelivered_and_the_workflow_completes(
             failures + 1,
         ), result.message
         assert released_events(result.document or {}, agent) == failures, result.message
-    others = {n: result.step(n).get("attempts") for n in pipeline_manifest.agent_names if n != agent}
+    others = {n: result.step(n).get("attempts") for n in scenario.manifest.agent_names if n != agent}
     assert set(others.values()) == {1}, f"other agents' attempts: {others}"
-    assert took(result.document or {}, pipeline_manifest, agent) <= (
-        pipeline_manifest.agent(agent).deadline_seconds + REDELIVERY_BACKOFF_SECONDS
+    assert took(result.document or {}, scenario.manifest, agent) <= (
+        scenario.manifest.agent(agent).deadline_seconds + REDELIVERY_BACKOFF_SECONDS
     ), result.message
-    published_once(pubsub_taps, pipeline_manifest, [workflow_id])
-    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
-    views_agree(logged_in_page.page, result)
+    views_agree(scenario.dashboard.page, result)
 
 
 @labels("Resilience", "An agent that always answers 5xx is dead-lettered and fails", Severity.CRITICAL)
 def test_agent_always_5xx_is_dead_lettered_after_max_deliveries_and_fails_the_workflow(
-    logged_in_page: DashboardPage,
-    logged_in_session: ApiSession,
-    new_user: TestUser,
-    failure_plans: FailurePlans,
-    make_image: MakeImage,
-    workflow_watcher: WorkflowWatcher,
-    pubsub_taps: Taps,
-    pipeline_manifest: Manifest,
-    target: Target,
+    scenario: Scenario, target: Target
 ) -> None:
-    agent = "analysis"
-    most = pipeline_manifest.max_delivery_attempts
-    failure_plans.plan(new_user, agents={agent: "always_5xx"})
-    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
+    agent, manifest = "analysis", scenario.manifest
+    most = manifest.max_delivery_attempts
+    scenario.plan(agent, "always_5xx")
+    workflow_id = scenario.upload()
 
-    budget = pipeline_manifest.agent(agent).deadline_seconds + REDELIVERY_BACKOFF_SECONDS
-    result = workflow_watcher.watch(
-        workflow_id,
-        until=settled_after_failure(pipeline_manifest),
-        timeout=ready_after(pipeline_manifest, agent) + budget,
-    )
+    result = scenario.failed(workflow_id, agent, REDELIVERY_BACKOFF_SECONDS)
 
-    failed_as_promised(result, pipeline_manifest, agent, budget)
     step = result.step(agent)
     with allure.step(f"{agent} was delivered exactly {most} times (max_delivery_attempts), then gave up"):
         assert (step.get("deliveries"), step.get("attempts")) == (most, most), result.message
         assert f"gave up after {most} deliveries" in str(step.get("error")), result.message
         assert released_events(result.document or {}, agent) == most - 1, result.message
-    dead = pubsub_taps.wait_for(pipeline_manifest.dead_letter_topic, workflow_id, count=1, timeout=60)
+    dead = scenario.taps.wait_for(manifest.dead_letter_topic, workflow_id, count=1, timeout=60)
     with allure.step("The message that never succeeded is on the dead-letter topic, once"):
         assert len(dead) == 1, f"dead letters for {workflow_id}: {[dict(m.attributes) for m in dead]}"
         attributes = dead[0].attributes
         source = attributes.get("CloudPubSubDeadLetterSourceSubscription", "").removeprefix(target.lane)
-        trigger = pipeline_manifest.agent(agent).triggers[0]
-        assert source.endswith(pipeline_manifest.subscription_name(agent, trigger)), attributes
+        trigger = manifest.agent(agent).triggers[0]
+        assert source.endswith(manifest.subscription_name(agent, trigger)), attributes
         assert attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") == str(most), attributes
-    page_shows_failed(logged_in_page, result, agent)
+    page_shows_failed(scenario.dashboard, result, agent)
 
 
 @labels("Resilience", "A failed publish is re-published without redoing the work", Severity.CRITICAL)
-def test_agent_publish_failing_once_is_republished_without_redoing_the_work(
-    logged_in_page: DashboardPage,
-    logged_in_session: ApiSession,
-    new_user: TestUser,
-    failure_plans: FailurePlans,
-    make_image: MakeImage,
-    workflow_watcher: WorkflowWatcher,
-    pubsub_taps: Taps,
-    pipeline_manifest: Manifest,
-) -> None:
+def test_agent_publish_failing_once_is_republished_without_redoing_the_work(scenario: Scenario) -> None:
     agent = "validator"
-    failure_plans.plan(new_user, agents={agent: "publish_fails:1"})
-    workflow_id = logged_in_session.upload_one(make_image("plain_jpeg").multipart())
+    scenario.plan(agent, "publish_fails:1")
+    workflow_id = scenario.upload()
 
-    result = workflow_watcher.watch(
-        workflow_id, timeout=workflow_watcher.deadline_seconds + REDELIVERY_BACKOFF_SECONDS
-    )
+    result = scenario.recovered(workflow_id)
 
-    assert result.completed, result.message
     step = result.step(agent)
     with allure.step(f"{agent} did its work once over two deliveries and published once"):
         assert (step.get("attempts"), step.get("deliveries"), step.get("published")) == (1, 2, True), (
             result.message
         )
-    every_agent_once(result, pipeline_manifest)
-    published_once(pubsub_taps, pipeline_manifest, [workflow_id])
-    no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
-    views_agree(logged_in_page.page, result)
+    every_agent_once(result, scenario.manifest)
+    views_agree(scenario.dashboard.page, result)
 
 
 @pytest.mark.parametrize(
