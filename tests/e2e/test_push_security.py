@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import allure
@@ -131,6 +131,35 @@ def changes_in_every_round(
     return seen
 
 
+@pytest.fixture
+def agent_urls(target: Target, pipeline_manifest: Manifest) -> dict[str, str]:
+    """Every manifest agent's URL on the target (pushes go straight there); a skip where it names none."""
+    urls = target.agent_urls(pipeline_manifest.agent_names)
+    if not urls:
+        pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
+    return urls
+
+
+def every_agent_refuses(
+    urls: Mapping[str, str],
+    step: str,
+    send: Callable[[str], tuple[int, int]],
+    allowed: tuple[int, ...],
+    what: str,
+) -> Callable[[], None]:
+    """One round of pushes: send(url) at every agent (two answers each), every status code one of allowed."""
+
+    def push() -> None:
+        answers: dict[str, tuple[int, int]] = {}
+        for name, url in urls.items():
+            with allure.step(step.format(name=name)):
+                answers[name] = send(url)
+        wrong = {name: codes for name, codes in answers.items() if not set(codes) <= set(allowed)}
+        assert not wrong, f"agents did not refuse {what} with {allowed} (status codes): {wrong}"
+
+    return push
+
+
 @pytest.mark.smoke
 @labels(
     "Push security",
@@ -138,27 +167,17 @@ def changes_in_every_round(
     allure.severity_level.BLOCKER,
 )
 def test_a_push_without_the_push_identity_is_refused_and_changes_nothing(
-    target: Target,
-    pipeline_manifest: Manifest,
-    owned_workflow: tuple[str, str],
-    workflow_watcher: WorkflowWatcher,
+    agent_urls: dict[str, str], owned_workflow: tuple[str, str], workflow_watcher: WorkflowWatcher
 ) -> None:
-    urls = target.agent_urls(pipeline_manifest.agent_names)
-    if not urls:
-        pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
     workflow_id, owner = owned_workflow
     body = push_envelope(workflow_id, owner)
-    answers: dict[str, tuple[int, int]] = {}
-
-    def push() -> None:
-        for name, url in urls.items():
-            with allure.step(f"Push at {name} without a token, then with a wrong one"):
-                answers[name] = (
-                    post(url, body).status_code,
-                    post(url, body, {PUSH_TOKEN_PARAM: "wrong"}).status_code,
-                )
-        accepted = {name: codes for name, codes in answers.items() if not set(codes) <= set(REFUSED)}
-        assert not accepted, f"agents did not refuse an unauthenticated push (status codes): {accepted}"
+    push = every_agent_refuses(
+        agent_urls,
+        "Push at {name} without a token, then with a wrong one",
+        lambda url: (post(url, body).status_code, post(url, body, {PUSH_TOKEN_PARAM: "wrong"}).status_code),
+        REFUSED,
+        "an unauthenticated push",
+    )
 
     changed = changes_in_every_round(workflow_watcher, workflow_id, push)
     assert not changed, f"unauthenticated pushes changed the workflow document in every round: {changed}"
@@ -168,30 +187,22 @@ def test_a_push_without_the_push_identity_is_refused_and_changes_nothing(
 @labels("Push security", "An oversized push body is refused by every agent", allure.severity_level.CRITICAL)
 def test_an_oversized_push_is_refused_and_changes_nothing(
     target: Target,
-    pipeline_manifest: Manifest,
+    agent_urls: dict[str, str],
     owned_workflow: tuple[str, str],
     workflow_watcher: WorkflowWatcher,
 ) -> None:
-    urls = target.agent_urls(pipeline_manifest.agent_names)
-    if not urls:
-        pytest.skip(f"target {target.name} names no agent URL (pass them with the deploy tool's overrides)")
     workflow_id, owner = owned_workflow
     # Locally the token is sent too, so only the size can be the reason; Cloud Run's IAM check
     # refuses the unauthenticated request before the size matters, which is refused all the same.
     params = {PUSH_TOKEN_PARAM: local_push_token(target)} if target.is_local else None
-    expected = (413,) if target.is_local else (413, *REFUSED)
     body = push_envelope(workflow_id, owner, padding=OVERSIZED_BYTES)
-    answers: dict[str, tuple[int, int]] = {}
-
-    def push() -> None:
-        for name, url in urls.items():
-            with allure.step(f"Push {len(body)} bytes at {name}, with a Content-Length, then chunked"):
-                answers[name] = (
-                    post(url, body, params).status_code,
-                    post(url, in_chunks(body), params).status_code,
-                )
-        wrong = {name: codes for name, codes in answers.items() if not set(codes) <= set(expected)}
-        assert not wrong, f"agents did not refuse a {len(body)}-byte push with {expected}: {wrong}"
+    push = every_agent_refuses(
+        agent_urls,
+        f"Push {len(body)} bytes at {{name}}, with a Content-Length, then chunked",
+        lambda url: (post(url, body, params).status_code, post(url, in_chunks(body), params).status_code),
+        (413,) if target.is_local else (413, *REFUSED),
+        f"a {len(body)}-byte push",
+    )
 
     changed = changes_in_every_round(workflow_watcher, workflow_id, push)
     assert not changed, f"oversized pushes changed the workflow document in every round: {changed}"
