@@ -12,11 +12,12 @@ import html
 import io
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import allure
 import pytest
+import requests
 from contract_checks import (
     no_server_error,
     only_these_stored,
@@ -47,6 +48,30 @@ Severity = allure.severity_level
 POSITION = privacy.Position(GPS_LATITUDE, GPS_LONGITUDE)
 # Pillow names a multi-picture JPEG MPO; the contract calls it JPEG.
 FORMAT_NAMES = {"MPO": "JPEG"}
+
+
+OnlyStored = Callable[[Iterable[str]], object]
+
+
+@pytest.fixture
+def only_stored(new_user: TestUser, upload_bucket: storage.Bucket, target: Target) -> OnlyStored:
+    """only_stored(workflow_ids): nothing but these workflows is stored for the test's user."""
+    return lambda workflow_ids: only_these_stored(new_user, upload_bucket, target, workflow_ids)
+
+
+def post_form(target: Target, path: str, fields: Mapping[str, str]) -> requests.Response:
+    """A page's form posted over plain HTTP by an anonymous visitor, with the form's CSRF token."""
+    session = ApiSession(target)
+    try:
+        _, token = form_with_token(session.http, session.base, path)
+        return session.http.post(
+            f"{session.base}{path}",
+            data={"csrf_token": token, **fields},
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+    finally:
+        session.close()
 
 
 def part(kind: str, filename: str | None = None, content_type: str | None = None) -> Part:
@@ -108,6 +133,23 @@ def _pixels(data: bytes) -> tuple[str, int, int]:
         return FORMAT_NAMES.get(image.format or "", image.format or ""), image.width, image.height
 
 
+CompletedUploads = Callable[[Sequence[Part]], list[Settled]]
+
+
+@pytest.fixture
+def completed_uploads(
+    new_user: TestUser, api_session: ApiFor, workflow_watcher: WorkflowWatcher, pipeline_manifest: Manifest
+) -> CompletedUploads:
+    """completed_uploads(parts): the test user's upload of parts, every one completed with each agent once."""
+
+    def upload(parts: Sequence[Part]) -> list[Settled]:
+        settled = upload_all(api_session(new_user), workflow_watcher, parts)
+        all_completed_once(settled, pipeline_manifest)
+        return settled
+
+    return upload
+
+
 def validator_saw_what_was_sent(settled: Sequence[Settled]) -> None:
     """The validator's format and size are those of the file sent (read here from the bytes)."""
     wrong = {}
@@ -142,11 +184,10 @@ def accepted_presentations() -> list[Part]:
 
 @labels("Contract", "Every accepted format completes under every promised name and type", Severity.BLOCKER)
 def test_every_accepted_format_completes_under_every_promised_name_and_type(
-    new_user: TestUser, api_session: ApiFor, workflow_watcher: WorkflowWatcher, pipeline_manifest: Manifest
+    completed_uploads: CompletedUploads,
 ) -> None:
     parts = accepted_presentations()
-    settled = upload_all(api_session(new_user), workflow_watcher, parts)
-    all_completed_once(settled, pipeline_manifest)
+    settled = completed_uploads(parts)
     validator_saw_what_was_sent(settled)
     canonical = {ext: fmt.content_types[0] for fmt in promises.ACCEPTED_FORMATS for ext in fmt.extensions}
     stored_types = {s.name: (s.result.document or {})["image"]["content_type"] for s in settled}
@@ -176,10 +217,9 @@ PHOTOGRAPHS = ["photo_grace_hopper", "photo_matplotlib_logo", "photo_minduka"]
     Severity.CRITICAL,
 )
 def test_every_legal_variant_completes_and_is_thumbnailed_upright(
-    new_user: TestUser, api_session: ApiFor, workflow_watcher: WorkflowWatcher, pipeline_manifest: Manifest
+    completed_uploads: CompletedUploads,
 ) -> None:
-    settled = upload_all(api_session(new_user), workflow_watcher, [part(kind) for kind in VARIANTS])
-    all_completed_once(settled, pipeline_manifest)
+    settled = completed_uploads([part(kind) for kind in VARIANTS])
     validator_saw_what_was_sent(settled)
     with allure.step("Each orientation is recorded and applied: 5 to 8 swap width and height"):
         oriented = {s.name: s for s in settled if s.name.startswith("oriented-")}
@@ -202,11 +242,8 @@ def test_every_legal_variant_completes_and_is_thumbnailed_upright(
 
 
 @labels("Contract", "Real photographs shipped in a package complete", Severity.CRITICAL)
-def test_real_photographs_from_matplotlib_complete(
-    new_user: TestUser, api_session: ApiFor, workflow_watcher: WorkflowWatcher, pipeline_manifest: Manifest
-) -> None:
-    settled = upload_all(api_session(new_user), workflow_watcher, [part(kind) for kind in PHOTOGRAPHS])
-    all_completed_once(settled, pipeline_manifest)
+def test_real_photographs_from_matplotlib_complete(completed_uploads: CompletedUploads) -> None:
+    settled = completed_uploads([part(kind) for kind in PHOTOGRAPHS])
     validator_saw_what_was_sent(settled)
 
 
@@ -250,8 +287,7 @@ def test_every_refused_format_is_refused_at_upload_with_its_reason_and_nothing_s
     new_user: TestUser,
     api_session: ApiFor,
     workflow_watcher: WorkflowWatcher,
-    upload_bucket: storage.Bucket,
-    target: Target,
+    only_stored: OnlyStored,
 ) -> None:
     session = api_session(new_user)
     good = part("tiny_png", "the-good-one.png")
@@ -267,12 +303,12 @@ def test_every_refused_format_is_refused_at_upload_with_its_reason_and_nothing_s
     assert list(accepted) == [good[0]], f"{presentation}: accepted {sorted(accepted)}"
     result = workflow_watcher.watch(accepted[good[0]])
     assert result.completed, result.message
-    only_these_stored(new_user, upload_bucket, target, accepted.values())
+    only_stored(accepted.values())
 
 
 @labels("Contract", "Empty and non-image files are refused at upload, nothing stored", Severity.NORMAL)
 def test_empty_and_non_image_files_are_refused_at_upload_and_nothing_stored(
-    new_user: TestUser, api_session: ApiFor, upload_bucket: storage.Bucket, target: Target
+    new_user: TestUser, api_session: ApiFor, only_stored: OnlyStored
 ) -> None:
     response = api_session(new_user).upload([part(kind) for kind, _ in NOT_IMAGES])
     no_server_error(response)
@@ -281,7 +317,7 @@ def test_empty_and_non_image_files_are_refused_at_upload_and_nothing_stored(
         SAMPLES[kind].filename: reason.format(name=SAMPLES[kind].filename) for kind, reason in NOT_IMAGES
     }
     assert refusals(response) == expected
-    only_these_stored(new_user, upload_bucket, target, [])
+    only_stored([])
 
 
 @pytest.mark.agent("validator")
@@ -346,9 +382,7 @@ def _name_of_length(length: int, extension: str = "png") -> str:
     "Every limit at the limit is accepted: bytes, pixels, name, files per request",
     Severity.CRITICAL,
 )
-def test_every_limit_at_the_limit_is_accepted_and_completes(
-    new_user: TestUser, api_session: ApiFor, workflow_watcher: WorkflowWatcher, pipeline_manifest: Manifest
-) -> None:
+def test_every_limit_at_the_limit_is_accepted_and_completes(completed_uploads: CompletedUploads) -> None:
     at_limit = [
         part("jpeg_at_size_limit"),
         part("png_at_pixel_limit"),
@@ -358,8 +392,7 @@ def test_every_limit_at_the_limit_is_accepted_and_completes(
     parts = [*at_limit, *fill]
     assert len(parts) == promises.MAX_FILES_PER_REQUEST
     assert len(parts[0][1]) == promises.MAX_FILE_BYTES
-    settled = upload_all(api_session(new_user), workflow_watcher, parts)
-    all_completed_once(settled, pipeline_manifest)
+    settled = completed_uploads(parts)
     validator_saw_what_was_sent(settled[:2])
     names = [(s.result.document or {})["image"]["filename"] for s in settled]
     assert names == [p[0] for p in parts], "a name at the length limit is kept as sent"
@@ -373,8 +406,7 @@ def test_every_limit_one_past_is_refused_or_shortened_as_promised(
     new_user: TestUser,
     api_session: ApiFor,
     workflow_watcher: WorkflowWatcher,
-    upload_bucket: storage.Bucket,
-    target: Target,
+    only_stored: OnlyStored,
 ) -> None:
     too_long = _name_of_length(promises.MAX_NAME_LENGTH + 1)
     over_size, over_pixels = part("jpeg_over_size_limit"), part("png_over_pixel_limit")
@@ -396,19 +428,19 @@ def test_every_limit_one_past_is_refused_or_shortened_as_promised(
     pixels = width * height
     assert pixels == promises.MAX_PIXELS + 1
     assert (rejected.document or {}).get("reason") == promises.VALIDATOR_OVER_PIXELS.format(pixels=pixels)
-    only_these_stored(new_user, upload_bucket, target, ids.values())
+    only_stored(ids.values())
 
 
 @labels("Contract", "One file past the per-request count refuses the request whole", Severity.CRITICAL)
 def test_one_file_past_the_per_request_count_is_refused_whole_and_nothing_stored(
-    new_user: TestUser, api_session: ApiFor, upload_bucket: storage.Bucket, target: Target
+    new_user: TestUser, api_session: ApiFor, only_stored: OnlyStored
 ) -> None:
     parts = [part("tiny_png", f"many-{i}.png") for i in range(promises.MAX_FILES_PER_REQUEST + 1)]
     response = api_session(new_user).upload(parts)
     no_server_error(response)
     assert response.status_code == 400, f"answered {response.status_code}: {response.text[:300]}"
     assert refusals(response) == {name: promises.TOO_MANY_FILES.format(name=name) for name, _, _ in parts}
-    only_these_stored(new_user, upload_bucket, target, [])
+    only_stored([])
 
 
 @labels(
@@ -418,8 +450,7 @@ def test_request_at_the_byte_limit_is_read_and_one_byte_past_is_refused_with_413
     new_user: TestUser,
     api_session: ApiFor,
     workflow_watcher: WorkflowWatcher,
-    upload_bucket: storage.Bucket,
-    target: Target,
+    only_stored: OnlyStored,
 ) -> None:
     session = api_session(new_user)
     good = FilePart("small.png", SAMPLES["tiny_png"].generate(), "image/png")
@@ -433,7 +464,7 @@ def test_request_at_the_byte_limit_is_read_and_one_byte_past_is_refused_with_413
     no_server_error(past)
     assert past.status_code == 413, f"one byte past the request limit answered {past.status_code}"
     assert past.json().get("error") == promises.REQUEST_TOO_LARGE
-    only_these_stored(new_user, upload_bucket, target, [])
+    only_stored([])
 
     at = upload_parts(session, request_of(promises.MAX_REQUEST_BYTES))
     no_server_error(at)
@@ -441,7 +472,7 @@ def test_request_at_the_byte_limit_is_read_and_one_byte_past_is_refused_with_413
     assert refusals(at) == {"padding.jpg": promises.TOO_LARGE.format(name="padding.jpg")}
     ids = accepted_ids(at)
     assert workflow_watcher.watch(ids["small.png"]).completed
-    only_these_stored(new_user, upload_bucket, target, ids.values())
+    only_stored(ids.values())
 
 
 def _body(parts: Sequence[FilePart]) -> bytes:
@@ -557,20 +588,8 @@ def test_registration_rules_hold_over_plain_http(
 ) -> None:
     email = EMAILS[email_kind]()
     assert len(email) <= promises.MAX_EMAIL_LENGTH or email_kind == "one-past-length", email
-    session = ApiSession(target)
-    try:
-        _, token = form_with_token(session.http, session.base, "/register")
-        form = {
-            "csrf_token": token,
-            "email": email,
-            "password": password,
-            "confirm_password": password + ("x" if differs else ""),
-        }
-        response = session.http.post(
-            f"{session.base}/register", data=form, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
-        )
-    finally:
-        session.close()
+    form = {"email": email, "password": password, "confirm_password": password + ("x" if differs else "")}
+    response = post_form(target, "/register", form)
     no_server_error(response, "POST /register")
     assert response.status_code == 400, f"answered {response.status_code}, expected a refusal"
     messages = {
@@ -584,15 +603,7 @@ def test_registration_rules_hold_over_plain_http(
 
 @labels("Contract", "Login rules hold on the server, not only in the browser", Severity.NORMAL)
 def test_login_rules_hold_over_plain_http(target: Target) -> None:
-    session = ApiSession(target)
-    try:
-        _, token = form_with_token(session.http, session.base, "/login")
-        form = {"csrf_token": token, "email": "not-an-email", "password": "", "next": "/"}
-        response = session.http.post(
-            f"{session.base}/login", data=form, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
-        )
-    finally:
-        session.close()
+    response = post_form(target, "/login", {"email": "not-an-email", "password": "", "next": "/"})
     no_server_error(response, "POST /login")
     assert response.status_code == 400, f"answered {response.status_code}"
     assert _field_errors(response.text) == {
@@ -608,8 +619,7 @@ def test_the_upload_form_route_refuses_what_the_api_refuses(
     new_user: TestUser,
     api_session: ApiFor,
     workflow_watcher: WorkflowWatcher,
-    upload_bucket: storage.Bucket,
-    target: Target,
+    only_stored: OnlyStored,
 ) -> None:
     session = api_session(new_user)
     _, token = form_with_token(session.http, session.base, "/")
@@ -632,4 +642,4 @@ def test_the_upload_form_route_refuses_what_the_api_refuses(
     assert [html.unescape(s) for s in shown] == expected, "the page shows each refusal with its reason"
     [workflow_id] = ROW_PATTERN.findall(response.text)
     assert workflow_watcher.watch(workflow_id).completed
-    only_these_stored(new_user, upload_bucket, target, [workflow_id])
+    only_stored([workflow_id])
