@@ -10,7 +10,9 @@ production), only for workflows owned by that uid, with one read per delivery an
 
 Agent modes: `error` (the handler raises), `transient:N` (the first N attempts raise a transient
 error, then the work succeeds), `always_5xx` (every attempt raises a transient error), and
-`publish_fails:N` (the output message fails to publish on the first N deliveries). Dashboard
+`publish_fails:N` (the output message fails to publish on the first N deliveries); the finalizer,
+which claims no step, honours `error` (the delivery that would complete the workflow fails it)
+and `publish_fails:N`. Dashboard
 modes: `store_fails` (storing the original fails), `publish_fails` (queueing the upload fails).
 """
 

@@ -333,10 +333,13 @@ def finalize(
     revision: str,
     depends_on: Iterable[str],
     publish_lease: timedelta | None = None,
+    fail_with: str | None = None,
 ) -> bool:
     """Complete the workflow if every dependency is done; True when this call completed it.
 
-    With publish_lease the completing call also takes the right to publish the completion.
+    With publish_lease the completing call also takes the right to publish the completion. With
+    fail_with (a test failure plan) the call that would complete the workflow fails it instead,
+    and True then says this call failed it.
     """
     needed = tuple(depends_on)
 
@@ -350,6 +353,26 @@ def finalize(
             return False, None
         finished = now()
         started = steps.get(agent, {}).get("started_at") or finished
+        if fail_with is not None:
+            return True, {
+                "status": Status.FAILED.value,
+                "failed_agent": agent,
+                "reason": f"{agent} failed: {fail_with}",
+                "updated_at": finished,
+                f"steps.{agent}.status": StepStatus.FAILED.value,
+                f"steps.{agent}.started_at": started,
+                f"steps.{agent}.finished_at": finished,
+                f"steps.{agent}.lease_until": None,
+                f"steps.{agent}.attempts": firestore.Increment(1),
+                f"steps.{agent}.revision": revision,
+                f"steps.{agent}.error": fail_with,
+                "events": firestore.ArrayUnion(
+                    [
+                        {**_event(agent, "started", revision), "at": started},
+                        _event(agent, "failed", revision, error=fail_with),
+                    ]
+                ),
+            }
         fields = {
             "status": Status.COMPLETED.value,
             "updated_at": finished,

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from imageflow import workflow
+from imageflow import test_failures, workflow
 from imageflow.agents.base import Agent, Delivery, Job, Outcome, create_agent_app
 from imageflow.config import Settings
 from imageflow.workflow import Status, StepStatus
@@ -48,14 +48,27 @@ class Finalizer(Agent):
             workflow.fail_step(db, delivery.workflow_id, self.name, revision, error)
             return Outcome(200, "failed", {"error": error})
         depends_on = () if self.faults.on("early") else self.spec.depends_on
+        mode = self.planned(self.job(delivery))
+        # A failure plan's error: the delivery that would complete the workflow fails it instead.
+        fail_with = None
+        if mode and mode.kind == "error":
+            fail_with = f"{test_failures.InjectedFailure.__name__}: planned failure of {self.name}"
         if self.faults.on("fake_done"):
             # The step says done, yet the workflow itself is never completed.
             workflow.complete_step(db, delivery.workflow_id, self.name, revision, handle(self.job(delivery)))
             completed = False
         else:
             completed = workflow.finalize(
-                db, delivery.workflow_id, self.name, revision, depends_on, publish_lease=self.lease
+                db,
+                delivery.workflow_id,
+                self.name,
+                revision,
+                depends_on,
+                publish_lease=self.lease,
+                fail_with=fail_with,
             )
+            if completed and fail_with:
+                return Outcome(200, "failed", {"error": fail_with})
         if completed and self.faults.on("twice"):
             workflow.finalize(db, delivery.workflow_id, self.name, revision, depends_on)
             workflow.count_attempt(db, delivery.workflow_id, self.name)

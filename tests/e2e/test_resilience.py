@@ -64,13 +64,18 @@ def dependants(manifest: Manifest, agent: str) -> set[str]:
     return found
 
 
+def last_agent(manifest: Manifest) -> str:
+    """The agent nobody waits for: the one that completes the workflow (the finalizer)."""
+    return next(a.name for a in manifest.agents if not dependants(manifest, a.name))
+
+
 def settled_after_failure(manifest: Manifest) -> Callable[[Document | None], bool]:
     """Failed, settled, and every message the finalizer will ever get has reached it.
 
     The finalizer counts each push it gets even for a closed workflow: once it has seen one per
     published sibling, nothing more can happen to the workflow (waiting on an event, not a sleep).
     """
-    finalizer = next(a.name for a in manifest.agents if not dependants(manifest, a.name))
+    finalizer = last_agent(manifest)
     feeders = manifest.agent(finalizer).depends_on
 
     def until(document: Document | None) -> bool:
@@ -293,6 +298,30 @@ def test_agent_publish_failing_once_is_republished_without_redoing_the_work(scen
         )
     every_agent_once(result, scenario.manifest)
     views_agree(scenario.dashboard.page, result)
+
+
+@labels("Resilience", "A finalizer that raises never reports the workflow completed", Severity.CRITICAL)
+def test_finalizer_error_fails_the_workflow_which_is_never_reported_completed(scenario: Scenario) -> None:
+    manifest = scenario.manifest
+    agent = last_agent(manifest)
+    scenario.plan(agent, "error")
+    workflow_id = scenario.upload()
+
+    result = scenario.failed(workflow_id, agent, MARGIN_SECONDS)
+
+    assert "InjectedFailure" in str(result.step(agent).get("error")), result.message
+    assert result.step(agent).get("attempts") == 1, result.message
+    with allure.step("Every other agent did its work once; the workflow's completion was never announced"):
+        feeders = [name for name in manifest.agent_names if name != agent]
+        others = {n: (result.step(n).get("status"), result.step(n).get("attempts")) for n in feeders}
+        assert others == dict.fromkeys(others, ("done", 1)), result.message
+        assert not (result.document or {}).get("completed_at"), result.message
+        completion_topic = manifest.agent(agent).output_topic
+        scenario.taps.drain([completion_topic])
+        announced = scenario.taps.messages(completion_topic, workflow_id)
+        assert announced == [], f"{completion_topic} announced a failed workflow: {announced}"
+    page_shows_failed(scenario.dashboard, result, agent)
+    no_dead_letters(scenario.taps, manifest, [workflow_id])
 
 
 @pytest.mark.parametrize(

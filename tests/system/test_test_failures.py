@@ -6,7 +6,7 @@ this folder's conftest.py: prefixed topics, one workflow document per test).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from agent_harness import MANIFEST, Backend, MakeApp, MakeUpload, Upload, document, output_topic, push, step
@@ -76,8 +76,10 @@ def planned(backend: Backend, make_upload: MakeUpload, make_app: MakeApp) -> Ite
     """planned(agent, mode): an upload past the validator, its owner planning agent's failure; agent's app."""
     owners: list[str] = []
 
-    def plan(agent: str, mode: str, *, allowed: bool = True) -> tuple[Upload, Flask]:
-        upload = make_upload(done=["validator"])
+    def plan(
+        agent: str, mode: str, *, allowed: bool = True, done: Sequence[str] = ("validator",)
+    ) -> tuple[Upload, Flask]:
+        upload = make_upload(done=done)
         owners.append(upload.owner)  # cleanup registered before the write
         test_failures.plan_ref(backend.db, upload.owner).set({"agents": {agent: {"mode": mode}}})
         return upload, make_app(agent, test_failures=allowed)
@@ -155,3 +157,27 @@ def test_publish_failure_plan_republishes_without_redoing_the_work(
     recorded = step(backend, upload, "exif")
     assert (recorded["attempts"], recorded["deliveries"], recorded["published"]) == (1, 2, True)
     assert len(backend.published(output_topic(backend, "exif"), upload.workflow_id)) == 1
+
+
+def test_planned_finalizer_error_fails_the_workflow_where_it_would_complete_it(
+    backend: Backend, planned: Planned
+) -> None:
+    finalizer = MANIFEST.agent("finalizer")
+    waiting, app = planned(finalizer.name, "error")
+    assert answer(push(app, waiting, backend.bucket_name)) == (200, "waiting")
+    assert step(backend, waiting, finalizer.name)["status"] == "pending"
+
+    upload, app = planned(finalizer.name, "error", done=["validator", *finalizer.depends_on])
+    assert answer(push(app, upload, backend.bucket_name)) == (200, "failed")
+    doc = document(backend, upload)
+    assert (doc["status"], doc["failed_agent"]) == ("failed", finalizer.name)
+    recorded = doc["steps"][finalizer.name]
+    assert recorded["error"].startswith(f"InjectedFailure: planned failure of {finalizer.name}")
+    assert (recorded["status"], recorded["attempts"]) == ("failed", 1)
+    assert recorded["started_at"] <= recorded["finished_at"]
+    events = [e["event"] for e in doc["events"] if e["agent"] == finalizer.name]
+    assert events == ["started", "failed"]
+
+    assert answer(push(app, upload, backend.bucket_name)) == (200, "closed")
+    assert document(backend, upload)["status"] == "failed"
+    assert backend.published(output_topic(backend, finalizer.name), upload.workflow_id, expect=0) == []
