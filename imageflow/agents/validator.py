@@ -36,6 +36,22 @@ HEIF_BRANDS = frozenset(
     {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 )
 BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+UTF8_BOM = b"\xef\xbb\xbf"
+# Markup is recognised by its root element, which must start (after a BOM, whitespace, the XML
+# declaration, comments, processing instructions and a DOCTYPE) within this many bytes.
+MARKUP_SNIFF_BYTES = 16 * 1024
+# What may come before the root of an XML or HTML file (lowercased). Single-character whitespace in
+# the repetition, so a failing alternative never backtracks into a run of it.
+MARKUP_PROLOG = re.compile(
+    rb"(?:\s|<\?.*?\?>|<!--.*?-->|<!doctype\b[^\[>]*(?:\[.*?\]\s*)?>)*",
+    re.DOTALL,
+)
+# The root's start tag, its prefix (as in <svg:svg>) dropped.
+MARKUP_ROOT = re.compile(rb"<(?:[a-z_][\w.-]*:)?([a-z_][\w.-]*)")
+HTML_DOCTYPE = re.compile(rb"<!doctype\s+html\b")
+# A PDF's header may start anywhere in its first 1024 bytes (PDF Reference 1.7, implementation note 13).
+PDF_HEADER = b"%PDF-"
+PDF_HEADER_WINDOW = 1024
 
 
 @dataclass(frozen=True)
@@ -76,14 +92,25 @@ def _refuse(reason: str, output: Mapping[str, Any]) -> Verdict:
     return Verdict(False, reason, dict(output))
 
 
+def _markup_format(data: bytes) -> str | None:
+    """SVG or HTML when the file is markup with that root (or an HTML doctype), else None."""
+    window = data[:MARKUP_SNIFF_BYTES].removeprefix(UTF8_BOM).lower()
+    prolog = MARKUP_PROLOG.match(window)
+    end = prolog.end() if prolog else 0
+    root = MARKUP_ROOT.match(window, end)
+    if root and root.group(1) == b"svg":
+        return "SVG"
+    if (root and root.group(1) == b"html") or HTML_DOCTYPE.search(window, 0, end):
+        return "HTML"
+    return None
+
+
 def _not_an_image_reason(data: bytes) -> str:
-    """Name the format of a non-image when it is recognisable (SVG, HTML), else say undecodable."""
-    head = data[:1024].lstrip().lower()
-    if b"<svg" in head or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower()):
-        return "format SVG is not allowed"
-    if head.startswith((b"<!doctype html", b"<html")):
-        return "format HTML is not allowed"
-    if head.startswith(b"%pdf"):
+    """Name the format of a non-image when it is recognisable (SVG, HTML, PDF), else say undecodable."""
+    markup = _markup_format(data)
+    if markup:
+        return f"format {markup} is not allowed"
+    if PDF_HEADER in data[:PDF_HEADER_WINDOW]:
         return "format PDF is not allowed"
     # ISO base media files (HEIC, AVIF) name their format in the ftyp box's major brand.
     if data[4:8] == b"ftyp":

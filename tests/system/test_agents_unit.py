@@ -171,6 +171,46 @@ def test_validator_refuses_bad_input_with_a_clear_reason(kind: str, reason: str)
     assert verdict.reason == reason
 
 
+@pytest.mark.parametrize("variant", images.REFUSED_VARIANTS, ids=lambda v: v.name)
+def test_validator_names_every_shape_of_a_refused_non_raster_format(variant: images.RefusedVariant) -> None:
+    verdict = validator.process(variant.generate())
+    assert (verdict.accepted, verdict.reason) == (False, f"format {variant.fmt} is not allowed")
+
+
+def _markup_at(start: int, fmt: str) -> bytes:
+    """A variant whose root (SVG) or doctype (HTML) starts at byte `start`, after one comment."""
+    comment = len(images.refused_variant(fmt, "comment", 0))
+    body = images.SVG_BODY if fmt == "SVG" else b"<!doctype html>" + images.HTML_BODY
+    return images.refused_variant(fmt, "comment", start - (comment - len(body)))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        # The root's "<svg" ends on the window's last byte, then one byte past it.
+        (_markup_at(validator.MARKUP_SNIFF_BYTES - len(b"<svg"), "SVG"), "format SVG is not allowed"),
+        (_markup_at(validator.MARKUP_SNIFF_BYTES - len(b"<svg") + 1, "SVG"), "not a decodable image"),
+        # The doctype's ">" on the window's last byte, then one byte past it.
+        (
+            _markup_at(validator.MARKUP_SNIFF_BYTES - len(b"<!doctype html>"), "HTML"),
+            "format HTML is not allowed",
+        ),
+        (
+            _markup_at(validator.MARKUP_SNIFF_BYTES - len(b"<!doctype html>") + 1, "HTML"),
+            "not a decodable image",
+        ),
+        # "%PDF-" ends on the 1024th byte, then one byte later.
+        (b"x" * (validator.PDF_HEADER_WINDOW - 5) + images.pdf(), "format PDF is not allowed"),
+        (b"x" * (validator.PDF_HEADER_WINDOW - 4) + images.pdf(), "not a decodable image"),
+    ],
+    ids=["svg-inside", "svg-past", "html-inside", "html-past", "pdf-inside", "pdf-past"],
+)
+def test_validator_sniffs_markup_and_pdf_headers_up_to_its_window_and_not_past_it(
+    data: bytes, reason: str
+) -> None:
+    assert validator._not_an_image_reason(data) == reason
+
+
 def test_validator_judges_by_content_not_by_name() -> None:
     bmp = io.BytesIO()
     images.photo((50, 40)).save(bmp, "BMP")
