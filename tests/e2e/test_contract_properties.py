@@ -28,7 +28,7 @@ from pipeline_checks import completed, every_agent_once
 
 from fixtures import promises
 from fixtures.firestore import WatchResult, WorkflowWatcher
-from fixtures.images import SAMPLES
+from fixtures.images import PDF_MAX_JUNK, SAMPLES, VARIANT_SHAPES, RefusedVariant
 from fixtures.reporting import labels, register_secret
 from fixtures.target import Target, stack_push_token
 from fixtures.uploads import ApiSession, accepted_ids
@@ -134,6 +134,18 @@ def malformed_files(draw: st.DrawFn) -> Part:
     fmt = draw(st.sampled_from(sorted(EXTENSIONS)))
     declared = draw(st.sampled_from([TYPES[fmt], *promises.UNTYPED_CONTENT_TYPES]))
     return f"fuzz-{how}.{EXTENSIONS[fmt]}", data, declared
+
+
+# Filler up to past the largest window a sniffer might use for what precedes the root (8 KiB and more).
+MAX_FILLER = 10 * 1024
+
+
+@st.composite
+def refused_variants(draw: st.DrawFn) -> RefusedVariant:
+    """A legal SVG, HTML or PDF file of a drawn shape and filler length (the PDF's within its 1024 bytes)."""
+    fmt = draw(st.sampled_from(sorted(VARIANT_SHAPES)))
+    shape = draw(st.sampled_from(VARIANT_SHAPES[fmt]))
+    return RefusedVariant(fmt, shape, draw(st.integers(0, PDF_MAX_JUNK if fmt == "PDF" else MAX_FILLER)))
 
 
 def _numbered(parts: list[Part]) -> list[Part]:
@@ -245,6 +257,38 @@ def test_malformed_files_are_refused_or_rejected_on_purpose_and_nothing_stored_i
 
     answered_on_purpose()
     _unchanged(before, workflow_watcher, sentinel.workflow_id, upload_bucket)
+
+
+@pytest.mark.agent("validator")
+@labels(
+    "Contract",
+    "Generated SVG, HTML and PDF shapes disguised as JPEG are rejected with their reason",
+    Severity.CRITICAL,
+)
+def test_generated_svg_html_and_pdf_shapes_are_rejected_by_the_validator_with_their_reason(
+    new_user: TestUser, api_session: ApiFor, workflow_watcher: WorkflowWatcher
+) -> None:
+    session = api_session(new_user)
+
+    @given(st.lists(refused_variants(), min_size=1, max_size=3))
+    def rejected_with_their_reason(drawn: list[RefusedVariant]) -> None:
+        parts = _numbered([(v.name, v.generate(), "image/jpeg") for v in drawn])
+        response = session.post_files(parts)
+        no_server_error(response)
+        assert response.status_code == 201, f"answered {response.status_code}: {response.text[:300]}"
+        ids = accepted_ids(response)
+        assert set(ids) == {p[0] for p in parts}, f"typed as JPEG, refused at upload: {refusals(response)}"
+        for (name, _, _), variant in zip(parts, drawn, strict=True):
+            result = workflow_watcher.watch(ids[name])
+            assert result.reached, result.message
+            found = (
+                result.status,
+                (result.document or {}).get("reason"),
+                result.step("validator").get("status"),
+            )
+            assert found == ("rejected", variant.reason, "rejected"), f"{name}: {found}"
+
+    rejected_with_their_reason()
 
 
 # --- push endpoints ---------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from pipeline_checks import every_agent_once
 from fixtures import promises
 from fixtures.dashboard import ROW_PATTERN, FilePart, element_text, multipart
 from fixtures.firestore import WatchResult, WorkflowWatcher
-from fixtures.images import GPS_LATITUDE, GPS_LONGITUDE, SAMPLES
+from fixtures.images import GPS_LATITUDE, GPS_LONGITUDE, REFUSED_VARIANTS, SAMPLES
 from fixtures.reporting import labels
 from fixtures.target import Target, unique_name
 from fixtures.uploads import HTTP_TIMEOUT_SECONDS, ApiSession, accepted_ids, form_with_token
@@ -320,6 +320,39 @@ def test_empty_and_non_image_files_are_refused_at_upload_and_nothing_stored(
     only_stored([])
 
 
+def rejected_by_content(
+    session: ApiSession, watcher: WorkflowWatcher, manifest: Manifest, files: Mapping[str, tuple[bytes, str]]
+) -> None:
+    """Upload each file (name: bytes, promised reason) as a JPEG: the validator alone rejects each."""
+    parts = [(name, data, "image/jpeg") for name, (data, _) in files.items()]
+    ids: dict[str, str] = {}
+    for batch in chunks(parts):
+        response = session.upload(batch)
+        no_server_error(response)
+        assert response.status_code == 201, f"answered {response.status_code}: {response.text[:300]}"
+        ids.update(accepted_ids(response))
+    assert set(ids) == set(files), f"named and typed as JPEG, the upload check lets them by: {sorted(ids)}"
+    reasons: dict[str, object] = {}
+    wrong_steps: dict[str, object] = {}
+    for name, workflow_id in ids.items():
+        result = watcher.watch(workflow_id)
+        assert result.reached, result.message
+        document = result.document or {}
+        reasons[name] = (result.status, document.get("reason"))
+        steps = {
+            agent: (result.step(agent).get("status"), result.step(agent).get("attempts"))
+            for agent in manifest.agent_names
+        }
+        expected_steps = {
+            agent: ("rejected", 1) if agent == "validator" else ("skipped", 0)
+            for agent in manifest.agent_names
+        }
+        if steps != expected_steps:
+            wrong_steps[name] = steps
+    assert reasons == {name: ("rejected", reason) for name, (_, reason) in files.items()}
+    assert not wrong_steps, f"a rejection is the validator's alone, every other step skipped: {wrong_steps}"
+
+
 @pytest.mark.agent("validator")
 @labels(
     "Contract",
@@ -334,38 +367,30 @@ def test_every_refused_format_disguised_as_jpeg_is_rejected_by_the_validator_wit
     upload_bucket: storage.Bucket,
     target: Target,
 ) -> None:
-    disguised = {f"{f.kind}-disguised.jpg": f for f in promises.REFUSED_FORMATS}
-    response = api_session(new_user).upload(
-        [part(f.kind, name, "image/jpeg") for name, f in disguised.items()]
-    )
-    no_server_error(response)
-    assert response.status_code == 201, f"answered {response.status_code}: {response.text[:300]}"
-    ids = accepted_ids(response)
-    assert set(ids) == set(disguised), (
-        f"named and typed as JPEG, the upload check lets them by: {response.json()}"
-    )
-    reasons: dict[str, object] = {}
-    wrong_steps: dict[str, object] = {}
-    for name, workflow_id in ids.items():
-        result = workflow_watcher.watch(workflow_id)
-        assert result.reached, result.message
-        document = result.document or {}
-        reasons[name] = (result.status, document.get("reason"))
-        steps = {
-            agent: (result.step(agent).get("status"), result.step(agent).get("attempts"))
-            for agent in pipeline_manifest.agent_names
-        }
-        expected_steps = {
-            agent: ("rejected", 1) if agent == "validator" else ("skipped", 0)
-            for agent in pipeline_manifest.agent_names
-        }
-        if steps != expected_steps:
-            wrong_steps[name] = steps
-    assert reasons == {name: ("rejected", f.validator_reason) for name, f in disguised.items()}
-    assert not wrong_steps, f"a rejection is the validator's alone, every other step skipped: {wrong_steps}"
+    disguised = {
+        f"{f.kind}-disguised.jpg": (SAMPLES[f.kind].generate(), f.validator_reason)
+        for f in promises.REFUSED_FORMATS
+    }
+    rejected_by_content(api_session(new_user), workflow_watcher, pipeline_manifest, disguised)
     with allure.step("A rejected upload has no thumbnail or any derived object"):
         stored = stored_for(new_user, upload_bucket, target)
         assert not stored.thumbnails, f"thumbnails of rejected uploads: {sorted(stored.thumbnails)}"
+
+
+@pytest.mark.agent("validator")
+@labels(
+    "Contract",
+    "SVG, HTML and PDF in every shape real files take are rejected by content with their reason",
+    Severity.CRITICAL,
+)
+def test_every_shape_of_svg_html_and_pdf_is_rejected_by_the_validator_with_its_reason(
+    new_user: TestUser,
+    api_session: ApiFor,
+    workflow_watcher: WorkflowWatcher,
+    pipeline_manifest: Manifest,
+) -> None:
+    variants = {v.name: (v.generate(), v.reason) for v in REFUSED_VARIANTS}
+    rejected_by_content(api_session(new_user), workflow_watcher, pipeline_manifest, variants)
 
 
 # --- limits: at the limit accepted, one past refused ------------------------------------------------
