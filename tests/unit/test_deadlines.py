@@ -213,6 +213,15 @@ class _StoredWatcher(WorkflowWatcher):
         return dict(self.stored)
 
 
+class _QuietStreamWatcher(_StoredWatcher):
+    """A watcher whose listener delivered an old snapshot and went quiet, while reads see the stored one."""
+
+    snapshot: dict[str, Any] = {}  # noqa: RUF012 # set per test before the watch
+
+    def reference(self, workflow_id: str) -> Any:
+        return _Reference(self.snapshot)
+
+
 def _watcher(stored: dict[str, Any], mode: str = "listener") -> _StoredWatcher:
     watcher = _StoredWatcher(client=None, manifest=MANIFEST, attach=False, mode=mode)  # type: ignore[arg-type]
     watcher.stored = stored
@@ -242,3 +251,32 @@ def test_watch_with_a_timeout_of_its_own_waits_it_out() -> None:
     assert not result.reached, result.message
     assert result.elapsed >= 0.5
     assert "did not complete within 0.5s" in result.message, result.message
+
+
+def test_a_quiet_stream_s_old_snapshot_is_not_judged_after_a_newer_read() -> None:
+    """The stream's only snapshot has the validator not started, due in 0.3 s; the stored document has it
+    done and its dependants running: the watch blames a dependant when its own deadline passes, never the
+    validator on the old snapshot."""
+    created = now() - timedelta(seconds=GRACE - 0.3)
+    stale = document(created=created)
+    stored = document(
+        created=created,
+        validator={
+            **done(1, 2),
+            "started_at": created + timedelta(seconds=1),
+            "finished_at": created + timedelta(seconds=2),
+        },
+        **{
+            name: {**running(3), "started_at": created + timedelta(seconds=3)}
+            for name in AGENTS
+            if MANIFEST.agent(name).depends_on == ("validator",)
+        },
+    )
+    watcher = _QuietStreamWatcher(client=None, manifest=MANIFEST, attach=False)  # type: ignore[arg-type]
+    watcher.stored, watcher.snapshot = stored, stale
+    result = watcher.watch("wf-1")
+    assert result.late is not None, result.message
+    assert "validator is late" not in result.message, result.message
+    dependants = [n for n in AGENTS if MANIFEST.agent(n).depends_on == ("validator",)]
+    assert any(f"{n} is late: started at" in result.message for n in dependants), result.message
+    assert result.elapsed >= 2.0, f"reported after {result.elapsed:.2f}s, on the stream's old snapshot"
