@@ -14,8 +14,9 @@ from deploy.context import RunContext
 # and as -n auto, which is 2 here), 3 workers 135 s: 3 is within the spread of two runs of 2, and puts
 # the watcher's deadline checks under more CPU contention, so 2. A `-n` of the user's own wins.
 DEFAULT_WORKERS = "2"
-# Options under which xdist cannot or must not distribute: a debugger needs the one terminal.
-SERIAL_ONLY = frozenset({"--pdb", "--trace", "-p no:xdist", "no:xdist"})
+# Options under which xdist cannot or must not distribute: a debugger needs the one terminal, and
+# xdist switched off (`-p no:xdist`, which arrives as two arguments, or as one: `-pno:xdist`).
+SERIAL_ONLY = frozenset({"--pdb", "--trace", "no:xdist", "-pno:xdist"})
 
 
 def workers_given(pytest_args: list[str]) -> bool:

@@ -80,7 +80,7 @@ def test_the_suite_runs_on_the_default_workers_unless_the_arguments_choose(
     for chosen in (["-n", "0"], ["-n3"], ["--numprocesses=auto"], ["--numprocesses", "4"]):
         assert command(*chosen).count("-n") == chosen.count("-n"), chosen
         assert command(*chosen)[-len(chosen) :] == chosen
-    for serial in (["--pdb"], ["-p", "no:xdist"], ["--trace"]):
+    for serial in (["--pdb"], ["-p", "no:xdist"], ["-pno:xdist"], ["--trace"]):
         assert "-n" not in command(*serial), serial
 
 
