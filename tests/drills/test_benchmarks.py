@@ -9,7 +9,7 @@ from pathlib import Path
 import allure
 import pytest
 
-from benchmarks import load
+from benchmarks import load, time_to_red
 from benchmarks.harness import facts, percentile, summary
 from imageflow import manifest as manifest_module
 
@@ -121,3 +121,30 @@ def test_locust_csv_rows_become_request_statistics(tmp_path: Path) -> None:
     assert load.locust_failures(prefix) == [
         {"method": "POST", "name": "POST /api/uploads", "error": "upload answered 503", "occurrences": 1}
     ]
+
+
+def _red_sample(fault: str, watcher: str, upload_to_red: float, ready_to_red: float) -> time_to_red.Sample:
+    return time_to_red.Sample(
+        fault, f"wf-{fault}", watcher, True, upload_to_red, ready_to_red, "failed", True, ""
+    )
+
+
+def test_time_to_red_judges_the_median_past_the_deadline_and_keeps_a_zero() -> None:
+    """A fault only a deadline shows is red past it, an error at once: 0 s past is a figure, not None."""
+    deadline = 20.0
+    samples = [
+        _red_sample(kind, which, upload, ready)
+        for which in time_to_red.WATCHERS
+        for kind, upload, ready in (("never_fires", 21.5, 21.0), ("slow", 21.2, 21.0), ("errors", 0.8, 0.0))
+    ]
+    figures = time_to_red._figures(samples, deadline)
+    assert figures["errors"]["after"]["past_deadline_s"] == 0.0
+    assert figures["never_fires"]["after"]["past_deadline_s"] == 1.0
+    verdict = time_to_red._verdicts(figures)["after"]
+    assert verdict["every_fault_within_deadline_plus_slack"] is True
+    assert verdict["median_past_deadline_s"] == 1.0
+    assert verdict["median_goal_met"] is True
+    late = [_red_sample("never_fires", w, 32.0, 31.5) for w in time_to_red.WATCHERS]
+    late_verdict = time_to_red._verdicts(time_to_red._figures(late, deadline))["after"]
+    assert late_verdict["every_fault_within_deadline_plus_slack"] is False
+    assert late_verdict["median_goal_met"] is False
