@@ -40,15 +40,18 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # Markup is recognised by its root element, which must start (after a BOM, whitespace, the XML
 # declaration, comments, processing instructions and a DOCTYPE) within this many bytes.
 MARKUP_SNIFF_BYTES = 16 * 1024
-# What may come before the root of an XML or HTML file (lowercased). Single-character whitespace in
-# the repetition, so a failing alternative never backtracks into a run of it.
-MARKUP_PROLOG = re.compile(
-    rb"(?:\s|<\?.*?\?>|<!--.*?-->|<!doctype\b[^\[>]*(?:\[.*?\]\s*)?>)*",
+# One item of what may come before the root of an XML or HTML file (lowercased), matched one at a
+# time so a doctype is told from the text of a comment that merely quotes one.
+MARKUP_PROLOG_ITEM = re.compile(
+    rb"\s+|<\?.*?\?>|<!--.*?-->|<!doctype\b[^\[>]*(?:\[.*?\]\s*)?>",
     re.DOTALL,
 )
 # The root's start tag, its prefix (as in <svg:svg>) dropped.
 MARKUP_ROOT = re.compile(rb"<(?:[a-z_][\w.-]*:)?([a-z_][\w.-]*)")
 HTML_DOCTYPE = re.compile(rb"<!doctype\s+html\b")
+# ISO base media files (HEIC, AVIF) name their format in the major brand of the ftyp box at byte 4.
+ISO_FTYP = slice(4, 8)
+ISO_BRAND = slice(8, 12)
 # A PDF's header may start anywhere in its first 1024 bytes (PDF Reference 1.7, implementation note 13).
 PDF_HEADER = b"%PDF-"
 PDF_HEADER_WINDOW = 1024
@@ -95,30 +98,38 @@ def _refuse(reason: str, output: Mapping[str, Any]) -> Verdict:
 def _markup_format(data: bytes) -> str | None:
     """SVG or HTML when the file is markup with that root (or an HTML doctype), else None."""
     window = data[:MARKUP_SNIFF_BYTES].removeprefix(UTF8_BOM).lower()
-    prolog = MARKUP_PROLOG.match(window)
-    end = prolog.end() if prolog else 0
+    end, html_doctype = 0, False
+    while (item := MARKUP_PROLOG_ITEM.match(window, end)) is not None:
+        html_doctype = html_doctype or HTML_DOCTYPE.match(item.group()) is not None
+        end = item.end()
     root = MARKUP_ROOT.match(window, end)
     if root and root.group(1) == b"svg":
         return "SVG"
-    if (root and root.group(1) == b"html") or HTML_DOCTYPE.search(window, 0, end):
+    if (root and root.group(1) == b"html") or html_doctype:
         return "HTML"
+    return None
+
+
+def _iso_media_format(data: bytes) -> str | None:
+    """HEIC or AVIF when the file opens with an ftyp box of one of their major brands, else None."""
+    if data[ISO_FTYP] != b"ftyp":
+        return None
+    brand = data[ISO_BRAND]
+    if brand in HEIF_BRANDS:
+        return "HEIC"
+    if brand in (b"avif", b"avis"):
+        return "AVIF"
     return None
 
 
 def _not_an_image_reason(data: bytes) -> str:
     """Name the format of a non-image when it is recognisable (SVG, HTML, PDF), else say undecodable."""
-    markup = _markup_format(data)
-    if markup:
-        return f"format {markup} is not allowed"
+    # A container recognised at its start wins over a PDF header found later in the bytes.
+    named = _markup_format(data) or _iso_media_format(data)
+    if named:
+        return f"format {named} is not allowed"
     if PDF_HEADER in data[:PDF_HEADER_WINDOW]:
         return "format PDF is not allowed"
-    # ISO base media files (HEIC, AVIF) name their format in the ftyp box's major brand.
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in HEIF_BRANDS:
-            return "format HEIC is not allowed"
-        if brand in (b"avif", b"avis"):
-            return "format AVIF is not allowed"
     return "not a decodable image"
 
 

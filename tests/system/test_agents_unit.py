@@ -216,6 +216,24 @@ def test_validator_sniffs_markup_and_pdf_headers_up_to_its_window_and_not_past_i
     assert validator._not_an_image_reason(data) == reason
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        # A comment quoting a doctype is no doctype: the root is <foo>, which names no format.
+        (b"<!-- <!doctype html> --><foo/>", "not a decodable image"),
+        (b"<!-- <svg> --><foo/>", "not a decodable image"),
+        # A doctype after a comment still names the page.
+        (b"<!-- a note --><!doctype html><foo/>", "format HTML is not allowed"),
+        # An ISO media container recognised at byte 4 wins over a PDF header later in its first KiB.
+        (images.heic()[:40] + b"%PDF-1.7" + images.heic()[40:], "format HEIC is not allowed"),
+        (images.avif()[:40] + b"%PDF-1.7" + images.avif()[40:], "format AVIF is not allowed"),
+    ],
+    ids=["quoted-doctype", "quoted-svg", "doctype-after-comment", "heic-with-pdf", "avif-with-pdf"],
+)
+def test_validator_names_a_file_by_its_real_root_or_container(data: bytes, reason: str) -> None:
+    assert validator.process(data).reason == reason
+
+
 def test_validator_judges_by_content_not_by_name() -> None:
     bmp = io.BytesIO()
     images.photo((50, 40)).save(bmp, "BMP")
