@@ -41,7 +41,7 @@ from google.auth import exceptions as google_auth_exceptions
 from google.cloud import firestore
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from imageflow import clients, test_failures, workflow
+from imageflow import clients, logs, test_failures, workflow
 from imageflow.config import PUSH_TOKEN_PARAM, Settings, lane_or_empty
 from imageflow.config import load as load_settings
 from imageflow.faults import AgentFaults, unknown
@@ -450,16 +450,10 @@ def _json(status: int, body: Mapping[str, Any]) -> tuple[Response, int]:
     return jsonify(dict(body)), status
 
 
-def _log_to_stderr() -> None:
-    """Make the per-delivery lines visible in a service process that configured no logging."""
-    if logging.getLogger().handlers or log.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    # The server may configure the root logger later; one line per delivery, not two.
-    log.propagate = False
+def _log_to_stderr(settings: Settings, spec: AgentSpec) -> None:
+    """Make the per-delivery lines visible, as JSON, in a service process that configured no logging."""
+    secrets = [settings.values.get(key, "") for key in spec.required_secrets] + [settings.push_token]
+    logs.configure({"service": spec.name, "agent": spec.name, "revision": settings.revision}, secrets)
 
 
 def create_agent_app(
@@ -476,7 +470,7 @@ def create_agent_app(
     spec = chosen_manifest.agent(name)
     chosen = settings or load_settings(spec)
     agent = agent_class(spec, chosen_manifest, chosen, handler, fake)
-    _log_to_stderr()
+    _log_to_stderr(chosen, spec)
     strange = unknown(chosen.faults, chosen_manifest.agent_names)
     if strange:
         log.warning("unknown fault switches ignored: %s", ", ".join(strange))
@@ -485,6 +479,7 @@ def create_agent_app(
 
     app = Flask(f"imageflow.agents.{name}")
     app.config["AGENT"] = agent
+    logs.install(app, chosen.project, service=name, agent=name, revision=chosen.revision)
     # werkzeug enforces it on Content-Length and while reading a chunked body; serve.py also
     # gives the HTTP server its own limit, so an oversized body is not even buffered.
     app.config["MAX_CONTENT_LENGTH"] = PUSH_BODY_LIMIT_BYTES
@@ -524,6 +519,7 @@ def create_agent_app(
                     outcome = Outcome(400, "bad-request", {"error": str(exc)})
                 else:
                     workflow_id = delivery.workflow_id
+                    logs.bind(workflow_id=workflow_id)  # the request's teardown unbinds it
                     outcome = agent.deliver(delivery)
         except Exception as exc:
             # Firestore itself failing around the work (claim, record): ask for a redelivery.

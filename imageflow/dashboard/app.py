@@ -12,7 +12,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from imageflow import config, manifest
+from imageflow import config, logs, manifest
 from imageflow.dashboard import faults, multipart
 from imageflow.dashboard.api import api
 from imageflow.dashboard.auth import AuthClient
@@ -50,17 +50,10 @@ def effective_readiness(settings: config.Settings) -> dict[str, Any]:
     return report
 
 
-def _log_to_stderr() -> None:
-    """Make the dashboard's one-line logs visible in a service process that configured no logging."""
-    package = logging.getLogger("imageflow.dashboard")
-    if logging.getLogger().handlers or package.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    package.addHandler(handler)
-    package.setLevel(logging.INFO)
-    # The server may configure the root logger later; one line per event, not two.
-    package.propagate = False
+def _log_to_stderr(settings: config.Settings, spec: manifest.ServiceSpec) -> None:
+    """Make the dashboard's logs visible, as JSON, in a service process that configured no logging."""
+    secrets = [settings.values.get(key, "") for key in spec.required_secrets]
+    logs.configure({"service": spec.name, "revision": settings.revision}, secrets)
 
 
 def _wants_json() -> bool:
@@ -72,8 +65,10 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     spec = manifest.default()
     settings = settings or config.load(spec.dashboard)
     multipart.install()
-    _log_to_stderr()
+    _log_to_stderr(settings, spec.dashboard)
     app = Flask(__name__)
+    # First of the request hooks, so the lines of every later hook carry the request's fields.
+    logs.install(app, settings.project, service=spec.dashboard.name, revision=settings.revision)
     secret = settings.values.get("SESSION_SECRET", "")
     uploader = Uploader(settings, spec)
     app.config.update(
