@@ -23,7 +23,7 @@ from google.cloud import storage
 from pipeline_checks import UI_CATCH_UP_MS, every_agent_once, no_dead_letters, published_once, views_agree
 from playwright.sync_api import expect
 
-from fixtures.diagnosis import unpublished
+from fixtures.diagnosis import ready_after_seconds, unpublished
 from fixtures.failures import FailurePlans
 from fixtures.firestore import Document, WatchResult, WorkflowWatcher
 from fixtures.images import MakeImage
@@ -45,14 +45,6 @@ MARGIN_SECONDS = 5.0
 # What Pub/Sub's redelivery backoff adds (1 s doubling to 10 s between the 5 deliveries: about 15 s).
 REDELIVERY_BACKOFF_SECONDS = 30.0
 HTTP_TIMEOUT_SECONDS = 15
-
-
-def ready_after(manifest: Manifest, agent: str) -> float:
-    """The longest chain of deadlines before agent may start (0 for the first agent)."""
-    spec = manifest.agent(agent)
-    return max(
-        (ready_after(manifest, d) + manifest.agent(d).deadline_seconds for d in spec.depends_on), default=0.0
-    )
 
 
 def dependants(manifest: Manifest, agent: str) -> set[str]:
@@ -170,7 +162,7 @@ class Scenario:
         result = self.watcher.watch(
             workflow_id,
             until=settled_after_failure(self.manifest),
-            timeout=ready_after(self.manifest, agent) + budget,
+            timeout=ready_after_seconds(self.manifest)[agent] + budget,
         )
         failed_as_promised(result, self.manifest, agent, budget)
         return result
