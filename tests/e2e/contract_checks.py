@@ -16,10 +16,12 @@ from requests import Response
 
 from fixtures import promises
 from fixtures.dashboard import FilePart, multipart
+from fixtures.firestore import WorkflowWatcher
 from fixtures.target import Target
 from fixtures.uploads import ApiSession
 from fixtures.users import TestUser
 from imageflow import clients
+from imageflow.manifest import Manifest
 from imageflow.workflow import COLLECTION
 
 
@@ -46,6 +48,18 @@ class Stored:
     def objects_of(self, workflow_id: str) -> list[str]:
         """Every object stored for one workflow."""
         return sorted(n for n in self.originals | self.thumbnails if workflow_id in n)
+
+
+@dataclass(frozen=True)
+class PipelineScene:
+    """A contract scenario's new user logged in over HTTP, with the watcher, manifest, bucket and target."""
+
+    user: TestUser
+    session: ApiSession
+    watcher: WorkflowWatcher
+    manifest: Manifest
+    bucket: storage.Bucket
+    target: Target
 
 
 def stored_for(user: TestUser, bucket: storage.Bucket, target: Target) -> Stored:

@@ -19,7 +19,7 @@ from typing import Any
 import allure
 import pytest
 import requests
-from contract_checks import no_server_error, one_line, refusals
+from contract_checks import PipelineScene, no_server_error, one_line, refusals
 from google.cloud import storage
 from hypothesis import given
 from hypothesis import strategies as st
@@ -351,13 +351,10 @@ def _push_token(target: Target) -> str:
     Severity.CRITICAL,
 )
 def test_malformed_pushes_at_every_agent_are_refused_with_a_one_line_reason_and_change_nothing(
-    new_user: TestUser,
-    api_session: ApiFor,
-    workflow_watcher: WorkflowWatcher,
-    pipeline_manifest: Manifest,
-    upload_bucket: storage.Bucket,
-    target: Target,
+    pipeline_scene: PipelineScene,
 ) -> None:
+    scene = pipeline_scene
+    pipeline_manifest, target, workflow_watcher = scene.manifest, scene.target, scene.watcher
     urls = target.agent_urls(pipeline_manifest.agent_names)
     unknown = sorted(set(pipeline_manifest.agent_names) - set(urls))
     if unknown:
@@ -367,8 +364,8 @@ def test_malformed_pushes_at_every_agent_are_refused_with_a_one_line_reason_and_
         # Without the push identity every push is refused before its envelope is read: nothing to judge.
         pytest.skip("no push token for this target's agents (on Cloud Run only the push identity may push)")
     query = {PUSH_TOKEN_PARAM: token}
-    sentinel = _sentinel(api_session(new_user), workflow_watcher, pipeline_manifest)
-    before = _settled_state(sentinel, upload_bucket)
+    sentinel = _sentinel(scene.session, workflow_watcher, pipeline_manifest)
+    before = _settled_state(sentinel, scene.bucket)
     http = requests.Session()
 
     @given(st.sampled_from(sorted(urls)), push_bodies([sentinel.workflow_id]), st.booleans())
@@ -402,4 +399,4 @@ def test_malformed_pushes_at_every_agent_are_refused_with_a_one_line_reason_and_
         refused_on_purpose()
     finally:
         http.close()
-    _unchanged(before, workflow_watcher, sentinel.workflow_id, upload_bucket)
+    _unchanged(before, workflow_watcher, sentinel.workflow_id, scene.bucket)

@@ -19,6 +19,7 @@ import allure
 import pytest
 import requests
 from contract_checks import (
+    PipelineScene,
     no_server_error,
     only_these_stored,
     refusals,
@@ -366,20 +367,16 @@ def rejected_by_content(
     Severity.CRITICAL,
 )
 def test_every_refused_format_disguised_as_jpeg_is_rejected_by_the_validator_with_its_reason(
-    new_user: TestUser,
-    api_session: ApiFor,
-    workflow_watcher: WorkflowWatcher,
-    pipeline_manifest: Manifest,
-    upload_bucket: storage.Bucket,
-    target: Target,
+    pipeline_scene: PipelineScene,
 ) -> None:
+    scene = pipeline_scene
     disguised = {
         f"{f.kind}-disguised.jpg": (SAMPLES[f.kind].generate(), f.validator_reason)
         for f in promises.REFUSED_FORMATS
     }
-    rejected_by_content(api_session(new_user), workflow_watcher, pipeline_manifest, disguised)
+    rejected_by_content(scene.session, scene.watcher, scene.manifest, disguised)
     with allure.step("A rejected upload has no thumbnail or any derived object"):
-        stored = stored_for(new_user, upload_bucket, target)
+        stored = stored_for(scene.user, scene.bucket, scene.target)
         assert not stored.thumbnails, f"thumbnails of rejected uploads: {sorted(stored.thumbnails)}"
 
 
