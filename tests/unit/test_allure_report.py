@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 from google.api_core import exceptions as google_exceptions
 
+from deploy import cli, verify
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import StepFailed
@@ -306,3 +307,11 @@ def test_executor_of_a_local_run_names_no_host() -> None:
     assert found["buildName"].startswith("run 12011000ab12 on local: ")
     assert "buildUrl" not in found
     assert __import__("socket").gethostname() not in json.dumps(found)
+
+
+@pytest.mark.parametrize("session", ["e2e", "staging_e2e", "production_gate"])
+def test_every_gate_generates_the_report_of_its_target(monkeypatch: pytest.MonkeyPatch, session: str) -> None:
+    """The suite command of each gate, local or remote, asks for the HTML report."""
+    monkeypatch.delenv("IMAGEFLOW_VERIFY_COMMAND", raising=False)
+    ctx = cli.context(cli.parse([session])[0], [])
+    assert "--allure-html" in verify.suite_command(ctx)
