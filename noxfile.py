@@ -74,6 +74,15 @@ def plan(session: nox.Session) -> None:
     _deploy(session, "plan")
 
 
+@nox.session(python=False, default=False)
+def sweep(session: nox.Session) -> None:
+    """Delete the suite's test users, documents, objects and taps older than a day on one target.
+
+    `nox -s sweep -- --env NAME [--dry-run]`: only e2e- users and documents and tap- subscriptions.
+    """
+    session.run(PYTHON, "-m", "fixtures.sweep", *session.posargs, env=_env(), external=True)
+
+
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The README's test command: the whole pytest suite (pytest arguments after `--`)."""
