@@ -7,20 +7,8 @@ import importlib
 import os
 from collections.abc import Iterator, Sequence
 
+import agent_harness as harness
 import pytest
-from agent_harness import (
-    DEFAULT_BUCKET,
-    DEFAULT_PROJECT,
-    EMULATOR_KEYS,
-    MANIFEST,
-    REVISION,
-    Backend,
-    MakeApp,
-    MakeUpload,
-    Upload,
-    delete_prefix,
-    unique,
-)
 from flask import Flask
 from google.api_core import exceptions as google_exceptions
 from google.cloud import pubsub_v1
@@ -32,17 +20,17 @@ from imageflow.manifest import Manifest
 
 
 @pytest.fixture(scope="module")
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest) -> Iterator[harness.Backend]:
     """The emulators, a bucket and this module's prefixed topics with pull taps (deleted after).
 
     The emulators named by FIRESTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST
     when all are set, else the `local_stack` fixture's.
     """
-    if not all(os.environ.get(key) for key in EMULATOR_KEYS):
+    if not all(os.environ.get(key) for key in harness.EMULATOR_KEYS):
         request.getfixturevalue("local_stack")
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or DEFAULT_PROJECT
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or harness.DEFAULT_PROJECT
     os.environ.setdefault("GOOGLE_CLOUD_PROJECT", project)
-    bucket_name = os.environ.get("IMAGEFLOW_BUCKET") or DEFAULT_BUCKET
+    bucket_name = os.environ.get("IMAGEFLOW_BUCKET") or harness.DEFAULT_BUCKET
     storage_client = clients.storage_client(project)
     try:
         bucket = storage_client.get_bucket(bucket_name)
@@ -50,12 +38,12 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         bucket = storage_client.create_bucket(bucket_name)
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
-    prefix = unique("agents") + "--"
+    prefix = harness.unique("agents") + "--"
     lanes = ("", "lane-itest--")
     created: list[tuple[str, str]] = []
     try:
         for lane in lanes:
-            for spec in MANIFEST.agents:
+            for spec in harness.MANIFEST.agents:
                 topic = f"{lane}{prefix}{spec.output_topic}"
                 topic_path = publisher.topic_path(project, topic)
                 subscription = subscriber.subscription_path(project, f"{topic}--tap")
@@ -63,7 +51,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
                 created.append((topic_path, subscription))
                 publisher.create_topic(name=topic_path)
                 subscriber.create_subscription(name=subscription, topic=topic_path)
-        yield Backend(
+        yield harness.Backend(
             project,
             bucket_name,
             prefix,
@@ -81,19 +69,19 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 
 @pytest.fixture
-def make_upload(backend: Backend, request: pytest.FixtureRequest) -> MakeUpload:
+def make_upload(backend: harness.Backend, request: pytest.FixtureRequest) -> harness.MakeUpload:
     """Factory: an uploaded image with its workflow document; both deleted after the test."""
 
-    def make(kind: str = "plain_jpeg", done: Sequence[str] = (), data: bytes | None = None) -> Upload:
-        workflow_id = unique("e2e-agents")
-        owner = unique("uid")
+    def make(kind: str = "plain_jpeg", done: Sequence[str] = (), data: bytes | None = None) -> harness.Upload:
+        workflow_id = harness.unique("e2e-agents")
+        owner = harness.unique("uid")
         sample = images.SAMPLES[kind]
         content = sample.generate() if data is None else data
         object_name = f"{promises.ORIGINALS_PREFIX}/{owner}/{workflow_id}/{sample.filename}"
         ref = workflow.workflow_ref(backend.db, workflow_id)
         request.addfinalizer(ref.delete)
         for prefix in (promises.ORIGINALS_PREFIX, promises.THUMBNAILS_PREFIX):
-            request.addfinalizer(lambda p=prefix: delete_prefix(backend.bucket, f"{p}/{owner}/"))
+            request.addfinalizer(lambda p=prefix: harness.delete_prefix(backend.bucket, f"{p}/{owner}/"))
         backend.bucket.blob(object_name).upload_from_string(content, content_type=sample.content_type)
         image = {
             "bucket": backend.bucket_name,
@@ -103,27 +91,27 @@ def make_upload(backend: Backend, request: pytest.FixtureRequest) -> MakeUpload:
             "bytes": len(content),
             "gps_removed": False,
         }
-        document = workflow.new_document(workflow_id, owner, image, MANIFEST)
+        document = workflow.new_document(workflow_id, owner, image, harness.MANIFEST)
         for name in done:
             document["steps"][name].update(status="done", attempts=1, published=True, output={})
         ref.set(document)
-        return Upload(workflow_id, owner, object_name, content)
+        return harness.Upload(workflow_id, owner, object_name, content)
 
     return make
 
 
 @pytest.fixture
-def make_app(backend: Backend) -> MakeApp:
+def make_app(backend: harness.Backend) -> harness.MakeApp:
     """Factory: an agent's app on this module's topics, with optional faults, manifest and test failures."""
 
     def make(
         name: str, faults: str = "", manifest: Manifest | None = None, *, test_failures: bool = False
     ) -> Flask:
-        chosen = manifest or MANIFEST
+        chosen = manifest or harness.MANIFEST
         environ = {
             "GOOGLE_CLOUD_PROJECT": backend.project,
             "IMAGEFLOW_BUCKET": backend.bucket_name,
-            "K_REVISION": REVISION,
+            "K_REVISION": harness.REVISION,
             "IMAGEFLOW_TOPIC_PREFIX": backend.prefix,
             "IMAGEFLOW_FAULTS": faults,
             **({config.TEST_FAILURES_KEY: config.TEST_FAILURES_ALLOWED} if test_failures else {}),
