@@ -105,6 +105,21 @@ def context(options: argparse.Namespace, pytest_args: list[str]) -> RunContext:
     )
 
 
+def new_record(
+    options: argparse.Namespace, ctx: RunContext, dry: bool, out: TextIO
+) -> tuple[RunRecord, Shell]:
+    """The run record of one verb on ctx and the shell that writes into it (dry: nothing is run)."""
+    record = RunRecord(
+        session=options.verb,
+        environment=ctx.env.name,
+        kind=ctx.env.kind,
+        commit=ctx.commit,
+        run_id=ctx.run_id,
+        dry_run=dry,
+    )
+    return record, Shell(record, dry_run=dry, out=out)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run one verb; return its exit code."""
     options, pytest_args = parse(sys.argv[1:] if argv is None else argv)
@@ -115,15 +130,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return runner.EXIT_BAD_INPUT
     dry = options.verb == "plan"
-    record = RunRecord(
-        session=options.verb,
-        environment=ctx.env.name,
-        kind=ctx.env.kind,
-        commit=ctx.commit,
-        run_id=ctx.run_id,
-        dry_run=dry,
-    )
-    shell = Shell(record, dry_run=dry, out=stream)
+    record, shell = new_record(options, ctx, dry, stream)
     try:
         if not dry:
             preflight.confirmation(ctx, options.confirm)

@@ -140,15 +140,7 @@ def dry_run(argv: list[str]) -> tuple[RunContext, list[list[str]]]:
     """Every gcloud/firebase command one plan runs, in order, undo commands included (nothing is run)."""
     options, rest = cli.parse(argv)
     ctx = cli.context(options, rest)
-    record = RunRecord(
-        session=options.verb,
-        environment=ctx.env.name,
-        kind=ctx.env.kind,
-        commit=ctx.commit,
-        run_id=ctx.run_id,
-        dry_run=True,
-    )
-    shell = Shell(record, dry_run=True, out=io.StringIO())
+    record, shell = cli.new_record(options, ctx, True, io.StringIO())
     executor = GcpExecutor(ctx, shell, record)
     if options.verb == "rollback":
         code = cli.run_rollback(GcpRollback(executor).plan, record, shell)
