@@ -11,10 +11,12 @@ from pathlib import Path
 import allure
 import pytest
 
+from deploy.environments import get as get_environment
 from fixtures import sweep
 from fixtures.reporting import EPIC
 from fixtures.sweep import Account, Item
-from fixtures.target import REPO_ROOT
+from fixtures.target import REPO_ROOT, Overrides, build_target
+from fixtures.users import admin_auth
 
 pytestmark = [
     allure.epic(EPIC),
@@ -170,3 +172,23 @@ def test_local_env_without_a_stack_is_refused_in_one_line(tmp_path: Path) -> Non
     result = _run_sweep(tmp_path, "--env", "local")
     assert result.returncode == 2
     assert _one_line(result) == "sweep: the local stack is not running (python -m stack up): nothing to sweep"
+
+
+def test_the_admin_app_alone_is_sent_to_the_targets_auth_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = {
+        "project": "demo-sweep-unit",
+        "env": {"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9", "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8"},
+    }
+    target = build_target(get_environment("local"), Overrides(), state)
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:7")
+    client = admin_auth(target)
+    assert client.emulated
+    # Built on the target's host, not the process's; and the process's is left as it was.
+    assert (
+        client._user_manager.base_url
+        == "http://127.0.0.1:9/identitytoolkit.googleapis.com/v1/projects/demo-sweep-unit"
+    )
+    assert os.environ["FIREBASE_AUTH_EMULATOR_HOST"] == "127.0.0.1:7"
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST")
+    assert admin_auth(target) is client
+    assert "FIREBASE_AUTH_EMULATOR_HOST" not in os.environ
