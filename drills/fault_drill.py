@@ -25,6 +25,7 @@ from pathlib import Path
 from drills import report, suite
 from drills.faults_catalogue import FAULTS_ENV, DrillFault, Selection, build
 from drills.local_stack import StackUnavailable, choose_state_file, local_stack
+from drills.mutation import report as mutation_report
 from drills.report import DrillRow
 from imageflow import manifest as manifest_module
 from stack.control import ControlError, RevisionFailed, StackControl
@@ -192,7 +193,8 @@ def _write(
         # An --update run without its own baseline keeps the one the earlier rows were judged with.
         earlier = report.read_document(path)
         meta["earlier_baseline"] = earlier.get("baseline") or earlier.get("earlier_baseline")
-    return report.write(path, rows, baseline, ok and not missing, reasons, meta)
+    verdict = ok and not missing
+    return report.write(path, rows, baseline, verdict, reasons, meta, mutation_report.latest_summary())
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drills.mutation import report as mutation_report
 from drills.suite import SuiteRun
 
 
@@ -131,8 +130,9 @@ def write(
     ok: bool,
     reasons: Sequence[str],
     meta: dict[str, Any],
+    mutation: dict[str, Any] | None = None,
 ) -> Path:
-    """Write reports/fault-drill.json: the verdict, the baseline and one row per fault."""
+    """Write reports/fault-drill.json: the verdict, the baseline, one row per fault and the mutation score."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         **meta,
@@ -150,7 +150,7 @@ def write(
         },
         "rows": [asdict(r) for r in rows],
         # Beside the switches: the score of the latest mutation run (python -m drills.mutation).
-        "mutation": mutation_report.latest_summary(),
+        "mutation": mutation,
     }
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drills.mutation.model import AREAS
+from drills.report import read_document
 from stack.state import REPO_ROOT
 
 # The latest run's report (python -m drills.mutation copies every run's here); the fault drill shows it.
@@ -190,13 +191,8 @@ def write(path: Path, results: Sequence[MutantResult], meta: dict[str, Any]) -> 
     return path
 
 
-def read(path: Path) -> dict[str, Any]:
-    """A mutation report ({} when there is none or it cannot be read)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+# A mutation report is read as any drill report is ({} when there is none or it cannot be read).
+read = read_document
 
 
 def score_line(doc: dict[str, Any]) -> str:
