@@ -19,6 +19,15 @@ from imageflow.config import Settings
 from imageflow.workflow import Status, StepStatus
 
 NAME = "finalizer"
+# The failure plans the finalizer can honour: it claims no step, so it has no attempts to fail
+# transiently (`transient:N`, `always_5xx`); a plan naming those is refused, not quietly ignored.
+HONOURED_MODES = frozenset({"error", "publish_fails"})
+
+
+def refusal(mode: test_failures.Mode) -> str:
+    """The one-line reason a failure plan the finalizer cannot honour is refused."""
+    honoured = ", ".join(sorted(HONOURED_MODES))
+    return f"the {NAME} claims no step and cannot honour failure mode {mode.text!r} (it honours {honoured})"
 
 
 def missing_dependencies(document: Mapping[str, Any], depends_on: Iterable[str]) -> list[str]:
@@ -41,6 +50,14 @@ class Finalizer(Agent):
         revision = self.settings.revision
         if not workflow.count_delivery(db, delivery.workflow_id, self.name):
             return Outcome(404, "unknown-workflow", {"error": "no such workflow"})
+        # One job for the whole delivery, so its failure plan is read once (job.notes keeps it).
+        job = self.job(delivery)
+        try:
+            mode = self.planned(job)
+        except test_failures.PlanError as exc:
+            return Outcome(422, "plan-refused", {"error": str(exc)})
+        if mode and mode.kind not in HONOURED_MODES:
+            return Outcome(422, "plan-refused", {"error": refusal(mode)})
         if self.faults.on("slow"):
             self.faults.block_past(self.spec.deadline_seconds)
         if self.faults.on("errors"):
@@ -48,14 +65,13 @@ class Finalizer(Agent):
             workflow.fail_step(db, delivery.workflow_id, self.name, revision, error)
             return Outcome(200, "failed", {"error": error})
         depends_on = () if self.faults.on("early") else self.spec.depends_on
-        mode = self.planned(self.job(delivery))
         # A failure plan's error: the delivery that would complete the workflow fails it instead.
         fail_with = None
         if mode and mode.kind == "error":
             fail_with = f"{test_failures.InjectedFailure.__name__}: planned failure of {self.name}"
         if self.faults.on("fake_done"):
             # The step says done, yet the workflow itself is never completed.
-            workflow.complete_step(db, delivery.workflow_id, self.name, revision, handle(self.job(delivery)))
+            workflow.complete_step(db, delivery.workflow_id, self.name, revision, handle(job))
             completed = False
         else:
             completed = workflow.finalize(
@@ -75,7 +91,7 @@ class Finalizer(Agent):
         if completed and self.faults.on("wrong_output"):
             workflow.complete_step(db, delivery.workflow_id, self.name, revision, {})
         document = workflow.workflow_ref(db, delivery.workflow_id).get().to_dict() or {}
-        job = self.new_job(delivery, document)
+        job.document = document
         step = (document.get("steps") or {}).get(self.name) or {}
         if document.get("status") == Status.COMPLETED and step.get("status") == StepStatus.DONE:
             if completed:

@@ -181,3 +181,36 @@ def test_planned_finalizer_error_fails_the_workflow_where_it_would_complete_it(
     assert answer(push(app, upload, backend.bucket_name)) == (200, "closed")
     assert document(backend, upload)["status"] == "failed"
     assert backend.published(output_topic(backend, finalizer.name), upload.workflow_id, expect=0) == []
+
+
+@pytest.mark.parametrize("mode", ["transient:2", "always_5xx", "explode"])
+def test_the_finalizer_refuses_a_plan_it_cannot_honour_with_a_4xx(
+    backend: Backend, planned: Planned, mode: str
+) -> None:
+    finalizer = MANIFEST.agent("finalizer")
+    upload, app = planned(finalizer.name, mode, done=["validator", *finalizer.depends_on])
+    before = document(backend, upload)["status"]
+    response = push(app, upload, backend.bucket_name)
+    assert answer(response) == (422, "plan-refused")
+    error = response.get_json()["error"]
+    assert mode in error
+    assert "\n" not in error
+    assert document(backend, upload)["status"] == before
+    assert backend.published(output_topic(backend, finalizer.name), upload.workflow_id, expect=0) == []
+
+
+def test_the_finalizer_reads_the_plan_once_per_completing_delivery(
+    backend: Backend, planned: Planned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finalizer = MANIFEST.agent("finalizer")
+    upload, app = planned(finalizer.name, "publish_fails:1", done=["validator", *finalizer.depends_on])
+    reads: list[str] = []
+    read = test_failures.agent_mode
+
+    def counted(client: object, uid: str, agent: str) -> test_failures.Mode | None:
+        reads.append(uid)
+        return read(client, uid, agent)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(test_failures, "agent_mode", counted)
+    assert answer(push(app, upload, backend.bucket_name)) == (503, "publish-failed")
+    assert reads == [upload.owner]
