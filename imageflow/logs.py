@@ -22,7 +22,9 @@ _TRACE_CONTEXT = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([0-9]+)
 # Credentials whatever their origin: JWTs (ID tokens, OIDC push tokens) and credential query parameters.
 _CREDENTIALS = (
     re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"(?i)((?:token|key|password|secret|code)=)[^&\s'\"]+"),
+    re.compile(
+        r"(?i)(?<![a-z0-9_])((?:token|key|api_key|access_token|id_token|refresh_token|password|secret)=)[^&\s'\"]+"
+    ),
 )
 # Secrets shorter than this are not searched for: they would mask ordinary words.
 _SHORTEST_SECRET = 4

@@ -172,6 +172,22 @@ def test_an_exception_goes_to_stack_trace_with_secrets_masked() -> None:
         assert secret not in text
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("GET /?token=abc&x=1", "GET /?token=[redacted]&x=1"),
+        (
+            "POST https://h/v1/accounts:signIn?key=AIzaSy123",
+            "POST https://h/v1/accounts:signIn?key=[redacted]",
+        ),
+        ("refresh_token=r1 password=hunter2", "refresh_token=[redacted] password=[redacted]"),
+        ("delivery status=400 ms=5 exit_code=1 monkey=3", "delivery status=400 ms=5 exit_code=1 monkey=3"),
+    ],
+)
+def test_credential_parameters_are_masked_and_ordinary_fields_kept(text: str, masked: str) -> None:
+    assert logs.JsonFormatter().redact(text) == masked
+
+
 def test_fields_bound_in_one_thread_never_reach_another(captured: Captured) -> None:
     both_bound = threading.Barrier(2, timeout=10)
     both_logged = threading.Barrier(2, timeout=10)
