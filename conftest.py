@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.deployment",
+    "fixtures.parallel",
     "fixtures.stack",
     "fixtures.target",
     "fixtures.reporting",

@@ -33,7 +33,8 @@ def timed_run(selection: Selection, state_file: Path, workers: str) -> dict[str,
     """One run of the selection on workers xdist workers ("0": serial); wall seconds, tests, outcomes."""
     serial = workers == "0"
     label = "serial" if serial else f"n{workers}"
-    extra = () if serial else ("-n", workers)
+    # "-n 0" said outright: without a -n the test command runs on its default workers.
+    extra = ("-n", workers)
     run = suite.run(selection, state_file, OUTPUT_DIR / "suite-time" / label, extra=extra)
     outcomes = Counter(r.outcome for r in run.results.values())
     return {

@@ -126,8 +126,8 @@ def pytest_command(
         "-q",
         "-rfE",
     ]
-    if workers:
-        command += ["-n", str(workers)]
+    # Always said, 0 too: the test command's own default is parallel (fixtures.parallel).
+    command += ["-n", str(workers)]
     return [*command, *extra]
 
 

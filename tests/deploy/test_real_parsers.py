@@ -28,7 +28,12 @@ from deploy.shell import Shell
 from fixtures.deployment import FAKES
 from stack.processes import stop_group
 
-pytestmark = pytest.mark.deploy
+pytestmark = [
+    pytest.mark.deploy,
+    pytest.mark.one_worker(
+        "`plans` dry-runs every plan and asks the real gcloud and firebase once per module"
+    ),
+]
 
 # The plans a release can run, as the deploy tool's arguments: the gates' plans, a rollback, and a
 # rollback that also restores a backup.

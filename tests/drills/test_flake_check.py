@@ -82,6 +82,7 @@ def test_a_single_run_is_refused_because_it_cannot_show_a_flake(capsys) -> None:
 
 @allure.story("Stopping")
 @pytest.mark.system
+@pytest.mark.private_stack("the flake check boots a stack of its own")
 def test_sigterm_stops_the_check_and_the_stack_it_started(tmp_path: Path) -> None:
     """CI's timeout sends SIGTERM: the check exits 143 and leaves no process of its stack behind."""
     marker = uuid.uuid4().hex

@@ -106,6 +106,7 @@ def run_pytest(tmp_path: Path, source: str, marker: str, *args: str) -> subproce
     )
 
 
+@pytest.mark.private_stack("an inner xdist run that boots its own stack")
 def test_xdist_run_starts_one_stack_and_stops_it(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     result = run_pytest(tmp_path, NEEDS_STACK, marker, "-n", "2")
