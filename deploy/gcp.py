@@ -295,7 +295,7 @@ class GcpExecutor:
     def backup(self) -> str:
         """Export the whole Firestore database to the backup bucket before anything changes."""
         uri = f"{self.env.backup_bucket.rstrip('/')}/backup-{self.ctx.run_id}"
-        self.shell.run(self.gcloud("firestore", "export", uri, "--format=json"))
+        self.shell.run(self.gcloud("firestore", "export", uri, "--format=json"), stream=True)
         self.record.backup = uri
         return uri
 
@@ -341,7 +341,8 @@ class GcpExecutor:
                         shlex.join(delete),
                     )
                 )
-            self.shell.run([*argv, "--quiet"])
+            # Minutes per service: its progress reaches the console as gcloud prints it.
+            self.shell.run([*argv, "--quiet"], stream=True)
             if current is not None:
                 self.undoable(
                     f"remove tag {self.ctx.tag} from {name}",
@@ -607,6 +608,7 @@ class GcpExecutor:
         token = self.shell.run(
             ["gcloud", "auth", "print-identity-token"], dry_stdout="<token>"
         ).stdout.strip()
+        self.shell.register_secret(token, "identity token")
         problems: list[str] = []
         for spec in self.manifest.services:
             name = self.env.service_name(spec.name)
@@ -680,6 +682,7 @@ class GcpExecutor:
         """The rules live in Firestore equal this commit's firestore.rules (Firebase Rules API)."""
         base = os.environ.get("IMAGEFLOW_FIREBASERULES_API", RULES_API).rstrip("/")
         token = self.shell.run(["gcloud", "auth", "print-access-token"], dry_stdout="<token>").stdout.strip()
+        self.shell.register_secret(token, "access token")
         release_url = f"{base}/projects/{self.env.project}/releases/cloud.firestore"
         self.shell.note(f"GET {release_url} and its ruleset")
         if self.shell.dry_run:
@@ -770,6 +773,7 @@ class GcpRollback:
             if not uri.startswith("gs://"):
                 uri = f"{x.env.backup_bucket.rstrip('/')}/{uri}"
             argv = x.gcloud("firestore", "import", uri)
-            changes.append(Change(f"restore backup {uri}", partial(x.shell.run, argv), shlex.join(argv)))
+            restore = partial(x.shell.run, argv, stream=True)
+            changes.append(Change(f"restore backup {uri}", restore, shlex.join(argv)))
             x.record.backup = uri
         return changes

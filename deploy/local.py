@@ -89,6 +89,9 @@ class LocalExecutor:
         """Every secret the manifest names has a value in the local secrets file (names only)."""
         names = sorted({k for s in self.manifest.services for k in s.required_secrets})
         values: dict[str, str] = self.act(f"secrets present: {', '.join(names)}", localsecrets.ensure, {})
+        for key, value in values.items():
+            # The suite's streamed output passes through the console and the run record: never a value.
+            self.shell.register_secret(value, f"{key} from {localsecrets.secrets_path().name}")
         missing = [n for n in names if not self.shell.dry_run and not values.get(n)]
         if missing:
             raise StepFailed(f"missing local secrets: {', '.join(missing)} ({localsecrets.secrets_path()})")

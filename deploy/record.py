@@ -30,6 +30,8 @@ class CommandEntry:
     exit_code: int | None
     duration_s: float
     error: str = ""
+    # A streamed command's last output lines, secrets masked (the console saw all of them).
+    output: list[str] = field(default_factory=list)
 
 
 @dataclass
