@@ -3,11 +3,15 @@
 --drill-keep SUBSTR / --drill-keep-agent NAME deselect every test that matches no keep rule.
 --drill-log FILE appends one JSON line per test phase report, stamped with the wall-clock time it
 reached the controller, so a drill can tell when the first failure was reported.
+--drill-abort-on-failure kills the run's process group once that first failure is logged: a drill that
+needs only "red or not" (the mutation run) does not wait for other workers' tests and teardowns.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -29,13 +33,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--drill-keep-agent", action="append", default=[], help="keep tests marked agent(NAME) (repeatable)"
     )
+    group.addoption(
+        "--drill-abort-on-failure",
+        action="store_true",
+        default=False,
+        help="kill this run's process group once the first failure is logged (needs --drill-log)",
+    )
 
 
 class ReportLog:
     """Appends every test phase report to a JSON-lines file, in the process that owns the run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, abort_on_failure: bool = False) -> None:
         self.path = path
+        self.abort_on_failure = abort_on_failure
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Append the report (node id, phase, outcome, when it arrived) to the log."""
@@ -49,13 +60,26 @@ class ReportLog:
         }
         with self.path.open("a", encoding="utf-8") as log:
             log.write(json.dumps(line) + "\n")
+        if report.failed and self.abort_on_failure:
+            # The verdict is on disk; the other workers' running tests and every teardown are not
+            # needed, and a mutant can make them wait for whole deadlines. Own group only (checked).
+            os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Log reports in the controller only (xdist workers send their reports there)."""
+    if hasattr(config, "workerinput"):
+        return
     path = config.getoption("--drill-log")
-    if path and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(ReportLog(Path(path)), "drills-report-log")
+    abort = bool(config.getoption("--drill-abort-on-failure"))
+    if abort and not path:
+        raise pytest.UsageError(
+            "--drill-abort-on-failure needs --drill-log (the verdict must be on disk first)"
+        )
+    if abort and os.getpgrp() != os.getpid():
+        raise pytest.UsageError("--drill-abort-on-failure needs pytest to lead its own process group")
+    if path:
+        config.pluginmanager.register(ReportLog(Path(path), abort), "drills-report-log")
 
 
 def keeps(nodeid: str, agents: list[str], keep: list[str], keep_agents: list[str]) -> bool:

@@ -551,7 +551,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         selection = mutant_selection(REPO_ROOT, mutant, args.tests)
         out.mkdir(parents=True, exist_ok=True)
         plan = part_plan(mutant, kills, clean_seconds).write(out / "order.json")
-        extra = ["-x", *SUITE_OPTIONS, "-p", ORDER_PLUGIN, "--mutation-order", str(plan)]
+        # The first failure is the verdict: the run's process group is killed at once (a mutant can
+        # keep other workers' tests and every teardown waiting for whole deadlines; the stack is private).
+        extra = [
+            "-x",
+            "--drill-abort-on-failure",
+            *SUITE_OPTIONS,
+            "-p",
+            ORDER_PLUGIN,
+            "--mutation-order",
+            str(plan),
+        ]
         bound = suite_bound(args.timeout, full_run)
         with suite_bytecode():
             return suite.run(selection, STATE_FILE, out, workers=args.workers, timeout=bound, extra=extra)

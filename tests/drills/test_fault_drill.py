@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -283,6 +285,54 @@ def test_plugin_deselects_unkept_tests_and_logs_every_report(tmp_path: Path) -> 
     }
     failed = next(r for r in results.values() if r.outcome == "failed")
     assert "exif wrote nothing" in failed.message
+
+
+def test_abort_on_failure_kills_the_run_once_the_first_failure_is_logged(tmp_path: Path) -> None:
+    (tmp_path / "test_inner.py").write_text(
+        textwrap.dedent(
+            """
+            import threading
+            import pytest
+
+            @pytest.mark.xdist_group("red")
+            def test_red():
+                assert False, "the mutant broke it"
+
+            @pytest.mark.xdist_group("slow")
+            def test_waits_for_a_deadline():
+                threading.Event().wait(90)
+            """
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "reports.jsonl"
+    command = [sys.executable, "-m", "pytest", "-p", "drills.pytest_plugin", "-p", "no:cacheprovider", "-q"]
+    command += ["--drill-log", str(log), "--drill-abort-on-failure", "-n", "2", "--dist", "loadgroup"]
+    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
+    with subprocess.Popen([*command, str(tmp_path)], cwd=tmp_path, env=env, start_new_session=True) as run:
+        try:
+            exit_code = run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            pytest.fail("the run was not killed at its first failure: it was still waiting after 60 s")
+    assert exit_code == -signal.SIGKILL
+    results = suite.read_log(log)
+    assert {n.split("::")[-1].split("@")[0]: r.outcome for n, r in results.items()} == {
+        "test_red": "failed"
+    }, "the waiting test must never report: the group died at the first failure"
+
+
+def test_abort_on_failure_is_refused_without_a_group_of_its_own(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "pytest", "-p", "drills.pytest_plugin", "-p", "no:cacheprovider"]
+    command += ["--drill-log", str(tmp_path / "log.jsonl"), "--drill-abort-on-failure", str(tmp_path)]
+    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
+    finished = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert finished.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "needs pytest to lead its own process group" in finished.stderr
+    assert "Traceback" not in finished.stderr
 
 
 @allure.story("Rollback")

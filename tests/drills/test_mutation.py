@@ -263,6 +263,13 @@ def test_judge_of_a_suite_run() -> None:
     assert runner.judge(mutant, SuiteRun(-1, 0.0, 1.0, timed_out=True))[0] == "timeout"
     red_then_slow = SuiteRun(-1, 0.0, 1.0, {"t": CaseOutcome("t", "failed", 0.5, "x")}, timed_out=True)
     assert runner.judge(mutant, red_then_slow)[0] == "killed", "a test failed before the bound: red-flagged"
+    aborted = SuiteRun(-9, 0.0, 1.0, {"t": CaseOutcome("t", "failed", 0.5, "x")})
+    assert runner.judge(mutant, aborted)[0] == "killed", (
+        "--drill-abort-on-failure kills the run at its first failure"
+    )
+    assert runner.judge(mutant, SuiteRun(-9, 0.0, 1.0))[0] == "broken", (
+        "killed before any failure: no verdict"
+    )
     assert runner.judge(mutant, SuiteRun(4, 0.0, 1.0))[0] == "broken"
 
 
