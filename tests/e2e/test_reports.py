@@ -1,4 +1,4 @@
-"""The reports: the Allure HTML report shows a run, and no secret survives in reports/.
+"""The reports: the Allure HTML report shows a run with its trend and categories, and no secret survives.
 
 The session-end gate (fixtures/reporting.py) scrubs reports/ of every registered secret and of
 cookie/authorization headers, then scans again and fails the run if anything is left. These tests
@@ -25,7 +25,8 @@ import playwright
 import pytest
 from playwright.sync_api import Browser, expect
 
-from fixtures.reporting import generate_allure_html, labels, scan_for_secrets, scrub_secrets
+from fixtures.allure_report import generate_allure_html, report_dir
+from fixtures.reporting import labels, scan_for_secrets, scrub_secrets
 from fixtures.target import REPO_ROOT
 
 Severity = allure.severity_level
@@ -242,6 +243,63 @@ def test_allure_html_report_shows_the_runs_test(
         expect(page.get_by_text("a step the report shows")).to_be_visible()
         page.goto(url + "index.html")
         expect(page.get_by_text("git.commit")).to_be_visible(timeout=30_000)
+    except AssertionError:
+        allure.attach(page.screenshot(), name="report", attachment_type=allure.attachment_type.PNG)
+        raise
+    finally:
+        context.close()
+
+
+NEVER_FIRING_TEST = """
+from fixtures.diagnosis import diagnose, explain
+
+def test_passes():
+    pass
+
+def test_thumbnailer_never_fires():
+    # The watcher's own account of a workflow whose thumbnailer never took its trigger.
+    document = {"status": "processing", "steps": {
+        "validator": {"status": "done", "attempts": 1, "revision": "r1", "published": True,
+                      "output": {"format": "JPEG", "width": 1, "height": 1, "bytes": 1, "sha256": "0"}},
+        "thumbnailer": {"status": "pending", "attempts": 0}}}
+    agents = ["validator", "thumbnailer"]
+    assert False, explain("wf-1", document, diagnose(document, agents), 25.0, reached=False)
+"""
+
+
+@labels("Reports", "Allure HTML report", Severity.NORMAL)
+def test_second_report_shows_the_trend_of_both_runs_and_the_failures_category(
+    tmp_path: Path, browser: Browser, serve_directory: Callable[[Path], str]
+) -> None:
+    """Two gated runs in a row: the second report's Trend has both builds, Categories names the defect."""
+    for build in (1, 2):
+        with allure.step(f"Gated run {build}: one test passes, one fails, --allure-html"):
+            result = _run_inner(tmp_path, NEVER_FIRING_TEST, "--allure-html")
+        assert result.returncode == 1, result.stdout[-2000:]
+        assert "allure report: " in result.stdout, result.stdout[-2000:]
+    report = report_dir(tmp_path / "reports", "local")
+    trend = json.loads((report / "history" / "history-trend.json").read_text())
+    assert [item["buildOrder"] for item in trend] == [2, 1]
+
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        url = serve_directory(report)
+        with allure.step("Open the second report's overview: the Trend widget has builds #1 and #2"):
+            page.goto(url + "index.html")
+            widget = page.locator(".history-trend").filter(has=page.get_by_role("heading", name="Trend"))
+            expect(widget.get_by_text("#1", exact=True)).to_be_visible(timeout=30_000)
+            expect(widget.get_by_text("#2", exact=True)).to_be_visible()
+        allure.attach(
+            page.screenshot(full_page=True), name="overview", attachment_type=allure.attachment_type.PNG
+        )
+        with allure.step("Open Categories: the failing test is under the thumbnailer's never-fired defect"):
+            page.goto(url + "index.html#categories")
+            page.get_by_text("Product defect: thumbnailer never fired").click()
+            expect(page.get_by_text("workflow wf-1 did not complete within 25s").first).to_be_visible()
+        allure.attach(
+            page.screenshot(full_page=True), name="categories", attachment_type=allure.attachment_type.PNG
+        )
     except AssertionError:
         allure.attach(page.screenshot(), name="report", attachment_type=allure.attachment_type.PNG)
         raise
