@@ -28,6 +28,8 @@ TARGET_ENV = "IMAGEFLOW_TARGET"
 RESULTS_ENV = "IMAGEFLOW_RESULTS_DIR"
 DEFAULT_RESULTS = "/results"
 SESSION = "verify"
+# The gate's option for the HTML report (Allure's node CLI and Java): made from allure-results elsewhere.
+ALLURE_HTML = "--allure-html"
 
 
 def parse(argv: Sequence[str]) -> tuple[str, Path, list[str]]:
@@ -67,8 +69,11 @@ def context(target: str, results: Path, pytest_args: list[str]) -> RunContext:
         )
     if not os.access(results, os.W_OK):
         raise PreflightError(f"results folder {results} is not writable")
-    # Later options win in pytest: these replace pytest.ini's and the gate's own report paths.
+    # Later options win in pytest: these replace pytest.ini's and the gate's own report paths; the
+    # run's reports folder is the mount, so the session-end scrub of secrets covers what leaves.
     outputs = [
+        "-o",
+        f"reports_dir={results}",
         f"--junitxml={results / 'junit.xml'}",
         f"--alluredir={results / 'allure-results'}",
         f"--output={results / 'playwright'}",
@@ -84,6 +89,11 @@ def context(target: str, results: Path, pytest_args: list[str]) -> RunContext:
     )
 
 
+def suite_command(ctx: RunContext) -> list[str]:
+    """The gate's suite command, less the HTML report: the image has no Allure CLI, the mount gets results."""
+    return [arg for arg in verify.suite_command(ctx) if arg != ALLURE_HTML]
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the release suite against the target; return the gate's exit code."""
     target, results, pytest_args = parse(sys.argv[1:] if argv is None else argv)
@@ -96,7 +106,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         session=SESSION, environment=ctx.env.name, kind=ctx.env.kind, commit=ctx.commit, run_id=ctx.run_id
     )
     shell = Shell(record, out=out)
-    command = verify.suite_command(ctx)
+    command = suite_command(ctx)
     record.begin(1, "verify", f"verify {ctx.env.name} with the release suite")
     shell.say(f"[1/1] verify {ctx.env.name} with the release suite ...")
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import container, verify
+from deploy import container
 
 pytestmark = pytest.mark.deploy
 
@@ -153,13 +153,16 @@ def test_bad_input_is_refused_in_one_line_with_exit_2(
 def test_production_runs_the_gates_smoke_selection(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The container's command is the gate's: the smoke selection on production, results in the mount."""
     monkeypatch.delenv("IMAGEFLOW_VERIFY_COMMAND", raising=False)
-    command = verify.suite_command(container.context("production", results, ["-k", "upload"]))
+    command = container.suite_command(container.context("production", results, ["-k", "upload"]))
     assert command[:4] == [sys.executable, "-m", "pytest", "tests/e2e"]
     marker = command.index("-m", 3)
     assert command[marker + 1] == "smoke and not destructive"
-    assert command[-5:] == [
+    assert container.ALLURE_HTML not in command, "no Allure CLI in the image: results only"
+    assert command[-7:] == [
         "-k",
         "upload",
+        "-o",
+        f"reports_dir={results}",
         f"--junitxml={results / 'junit.xml'}",
         f"--alluredir={results / 'allure-results'}",
         f"--output={results / 'playwright'}",
