@@ -24,6 +24,9 @@ DEFAULT_TIMEOUT = 1800.0
 OUTPUT_TAIL_LINES = 100
 # How long the output readers may outlast a stopped command (a grandchild holding its pipes).
 STOP_GRACE_S = 10.0
+# Between SIGTERM and SIGKILL of a stopped command's group: the suite's teardown (browsers, taps,
+# test users) runs on SIGTERM and needs longer than a CLI does.
+TERM_GRACE_S = 30.0
 # Streamed lines are indented under the `$ command` line they belong to.
 OUTPUT_INDENT = "      "
 T = TypeVar("T")
@@ -195,7 +198,7 @@ class Shell:
             finally:
                 if process.poll() is None:
                     # Bounded: SIGTERM, then SIGKILL, until nobody of the group runs any more.
-                    stop_group(process.pid)
+                    stop_group(process.pid, grace=TERM_GRACE_S)
                 for reader in readers:
                     # A grandchild still holding the pipes open must not hold the step for ever.
                     reader.join(timeout=STOP_GRACE_S)
