@@ -6,6 +6,7 @@ pytest_plugins = [
     "fixtures.stack",
     "fixtures.target",
     "fixtures.reporting",
+    "fixtures.service_logs",
     "fixtures.first_red",
     "fixtures.browser",
     "fixtures.users",
