@@ -315,3 +315,20 @@ def test_every_gate_generates_the_report_of_its_target(monkeypatch: pytest.Monke
     monkeypatch.delenv("IMAGEFLOW_VERIFY_COMMAND", raising=False)
     ctx = cli.context(cli.parse([session])[0], [])
     assert "--allure-html" in verify.suite_command(ctx)
+
+
+def test_a_run_without_the_html_report_still_writes_categories_and_executor(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results generated elsewhere (the verification container's) carry the categories and executor."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parents[2]))
+    monkeypatch.setenv("IMAGEFLOW_TARGET", "local")
+    pytester.makepyfile("def test_passes():\n    pass\n")
+    plugins = ["-p", "fixtures.target", "-p", "fixtures.reporting", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*plugins, "--alluredir=reports/allure-results")
+    assert result.ret == 0, result.outlines[-5:]
+    results = pytester.path / "reports" / "allure-results"
+    names = [entry["name"] for entry in json.loads((results / "categories.json").read_text())]
+    assert "Infrastructure: emulator" in names
+    assert json.loads((results / "executor.json").read_text())["reportName"] == "imageflow local"
+    assert not (pytester.path / "reports" / "allure").exists(), "no HTML report was asked for"
