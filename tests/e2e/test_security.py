@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
+from google.cloud import firestore
 from pipeline_checks import completed, refused_to_anonymous
 from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
 
@@ -33,6 +35,7 @@ from fixtures.target import Target
 from fixtures.uploads import CSRF_HEADER, HTTP_TIMEOUT_SECONDS, ApiSession, form_with_token
 from fixtures.users import TestUser, UserFactory, throwaway_password
 from imageflow import clients
+from imageflow.dashboard.auth import EXPIRY_MARGIN_SECONDS
 from pages.dashboard import DashboardPage
 from pages.login import LoginPage
 from pages.workflow import WorkflowPage
@@ -273,6 +276,78 @@ def test_session_document_is_closed_to_its_own_user(
         # Otherwise the 403 would prove nothing: the refusal must be of the real document.
         assert stored.exists, "the session document is not where the refusal was asked for"
         assert (stored.to_dict() or {}).get("uid") == new_user.uid, "the session document is another user's"
+
+
+def token_claims(id_token: str) -> dict[str, Any]:
+    """The claims of a JWT, read without checking its signature ({} when it is not one)."""
+    parts = id_token.split(".")
+    body = parts[1] if len(parts) == 3 else ""
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def account_of(target: Target, id_token: str) -> dict[str, Any]:
+    """The account an ID token signs in, as the target's Identity Toolkit reads it ({} when it refuses it)."""
+    answer = requests.post(
+        f"{target.auth_url}/accounts:lookup",
+        json={"idToken": id_token},
+        # The key goes in a header, not the URL: URLs end up in error messages and logs.
+        headers={"X-Goog-Api-Key": target.api_key},
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    users = answer.json().get("users") if answer.status_code == 200 else None
+    return users[0] if isinstance(users, list) and users and isinstance(users[0], dict) else {}
+
+
+@labels(
+    "Security",
+    "An ID token about to expire is refreshed server-side and the session goes on",
+    Severity.CRITICAL,
+)
+def test_an_expiring_id_token_is_refreshed_and_the_session_keeps_working(
+    logged_in_session: ApiSession, new_user: TestUser, firestore_admin: firestore.Client, target: Target
+) -> None:
+    http = logged_in_session.http
+    session_id = session_id_of(http)
+    assert session_id, "the login's cookie names no session"
+    ref = firestore_admin.collection("sessions").document(hashlib.sha256(session_id.encode()).hexdigest())
+    before = ref.get().to_dict() or {}
+    assert before.get("uid") == new_user.uid, "the login made no session document of its user"
+    old_token = str(before.get("id_token", ""))
+    register_secret(old_token, f"the first ID token of {new_user.email}")
+    register_secret(str(before.get("refresh_token", "")), f"the refresh token of {new_user.email}")
+    issued = float(token_claims(old_token).get("iat", 0))
+    # Tokens are issued to the second: a refresh in the login's own second may return the same bytes.
+    # Wait for the next second after the first token's issue (bounded: clocks may disagree a little).
+    time.sleep(min(2.0, max(0.0, issued + 1 - time.time())))  # noqa: TID251 # until an instant, at most 2 s
+    with allure.step("Make the session's ID token due for refresh: its recorded expiry inside the margin"):
+        # Only the server's note of the expiry moves (an admin write to this test's own session, as
+        # failure plans are written); the token itself stays valid, so a refresh is the only change.
+        ref.update({"token_expires_at": time.time() + EXPIRY_MARGIN_SECONDS / 2})
+    with allure.step("The session keeps working on the API and the page"):
+        for path in ("/api/uploads", "/"):
+            answer = get(http, target, path)
+            assert answer.status_code == 200, (
+                f"{path} answered {answer.status_code} after the refresh was due"
+            )
+    after = ref.get().to_dict() or {}
+    new_token = str(after.get("id_token", ""))
+    register_secret(new_token, f"the refreshed ID token of {new_user.email}")
+    register_secret(str(after.get("refresh_token", "")), f"the refresh token of {new_user.email}")
+    assert float(after.get("token_expires_at", 0)) > time.time() + EXPIRY_MARGIN_SECONDS, (
+        "the refreshed token's expiry was not recorded: every request would refresh again"
+    )
+    assert new_token, "the refresh left the session without an ID token"
+    renewed = new_token != old_token  # compared apart: an assertion's diff would print both tokens
+    assert renewed, "the session still holds the ID token that was due for refresh"
+    assert float(token_claims(new_token).get("iat", 0)) > issued, "the refreshed ID token is not newer"
+    with allure.step("The Identity Toolkit takes the refreshed token as the user's own"):
+        account = account_of(target, new_token)
+    assert account.get("localId") == new_user.uid, "the refreshed ID token is not a valid token of the user"
+    assert get(http, target, "/api/uploads").status_code == 200, "the session broke after its refresh"
 
 
 @pytest.mark.smoke

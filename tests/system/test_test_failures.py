@@ -203,7 +203,8 @@ def test_the_finalizer_reads_the_plan_once_per_completing_delivery(
     backend: Backend, planned: Planned, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     finalizer = MANIFEST.agent("finalizer")
-    upload, app = planned(finalizer.name, "publish_fails:1", done=["validator", *finalizer.depends_on])
+    # The finalizer counts this delivery before it publishes: publish_fails:2 fails this first push.
+    upload, app = planned(finalizer.name, "publish_fails:2", done=["validator", *finalizer.depends_on])
     reads: list[str] = []
     read = test_failures.agent_mode
 
