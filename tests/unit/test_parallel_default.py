@@ -64,6 +64,8 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     """A project with grouped and free tests that records which worker ran each one."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO_ROOT), str(pytester.path)]))
     monkeypatch.setenv("RECORD_FILE", str(pytester.path / "record.jsonl"))
+    # Run from an outer xdist worker, the inner run would inherit that worker's id.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makeini(INI)
     pytester.makepyfile(recorder=RECORD, test_grouped=GROUPED, test_private=PRIVATE)
     return pytester
