@@ -24,6 +24,8 @@ from stack.processes import HOST, ManagedProcess, ReadinessError
 from stack.state import ProcessRecord, StackState
 
 ROUTER_TIMEOUT_SECONDS = 30.0
+# How long a user waits for a stack another process is starting (a cold start takes ~30 s here).
+START_WAIT_SECONDS = 300.0
 
 
 class StackError(RuntimeError):
@@ -52,13 +54,36 @@ def _say(message: str) -> None:
     print(f"stack: {message}", flush=True)
 
 
-def healthy(state_path: Path) -> bool:
-    """True when the state file exists and its router answers."""
-    try:
-        current = state.read(state_path)
-    except state.StateError:
+def healthy(state_path: Path, start_timeout: float = START_WAIT_SECONDS) -> bool:
+    """True when the stack at state_path is ready and its router answers.
+
+    A stack that another live process is still starting is waited for (bounded), so a second
+    user never takes a half-deployed stack for a ready one, nor for no stack at all.
+    """
+    deadline = time.monotonic() + start_timeout
+    while True:
+        try:
+            current = state.read(state_path)
+        except state.StateError:
+            return False
+        starting = not current.ready_at and current.owner_pid != os.getpid() and _alive(current.owner_pid)
+        if not starting:
+            return processes.http_status(current.router_admin_url + "/healthz", timeout=2) == 200
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(processes.POLL_INTERVAL_SECONDS * 5)  # bounded-poll: the starter writes no event
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
         return False
-    return processes.http_status(current.router_admin_url + "/healthz", timeout=2) == 200
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sweep_old_runs(root: Path, max_age_seconds: float = 86400.0) -> list[Path]:
@@ -187,6 +212,8 @@ def start(
             control.add_service(spec.name)
         control.ensure_infrastructure()
         skipped = _deploy_all(control, manifest, strict, say)
+        with state.update(chosen) as ready:
+            ready.ready_at = datetime.now(UTC).isoformat()
     except (
         ReadinessError,
         ControlError,

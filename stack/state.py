@@ -92,6 +92,8 @@ class StackState:
     # The local secrets file the stack started with: every process acting on the stack uses it, so
     # a revision or lane it deploys gets the same secrets (the push token) as the stack's own.
     secrets_file: str = ""
+    # Set once every service is deployed: a state file without it is a stack still starting.
+    ready_at: str = ""
 
     @property
     def dashboard_url(self) -> str:

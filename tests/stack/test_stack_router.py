@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from stack import processes, state
+from stack import processes, runner, state
 from stack.control import ControlError, RevisionFailed, StackControl
 
 pytestmark = pytest.mark.system
@@ -236,3 +237,24 @@ def test_route_refuses_a_revision_that_stopped_answering(router_stack: StackCont
         router_stack.route("echo", candidate.id)
     assert router_stack.live_revision("echo").id == live.id  # type: ignore[union-attr]
     assert requests.get(router_stack.service("echo").url + "/echo", timeout=5).json()["revision"] == live.id
+
+
+def test_a_stack_still_starting_is_not_healthy_until_it_says_it_is_ready(router_stack: StackControl) -> None:
+    """A second user of a stack mid-start waits for it, never taking a half-deployed stack as ready."""
+    path = Path(router_stack.state_path)
+    starter = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        with state.update(path) as current:
+            current.owner_pid = starter.pid
+        began = time.monotonic()
+        assert not runner.healthy(path, start_timeout=1.0), "a stack without ready_at counted as healthy"
+        assert time.monotonic() - began >= 1.0, "healthy() gave up before its bound instead of waiting"
+        with state.update(path) as current:
+            current.ready_at = "2026-12-02T00:00:00+00:00"
+        assert runner.healthy(path, start_timeout=1.0), "a ready stack whose router answers is not healthy"
+        with state.update(path) as current:
+            current.ready_at = ""
+    finally:
+        starter.communicate(b"", timeout=10)
+    # The starter is gone (crashed mid-start or a stack of older records): the router decides.
+    assert runner.healthy(path, start_timeout=1.0)
