@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -51,6 +52,9 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.")
 # Markup that would run or inject an element if any page rendered it as HTML.
 MARKUP_FILENAME = "<img src=x onerror=alert(1)>.jpg"
 MARKUP_EXIF_KIND = "jpeg_with_markup_exif"
+# The server notes a token's expiry as its own clock plus expiresIn; the token counts from its issuer's
+# whole second: the two agree within the request's time and a small skew between the hosts.
+TOKEN_CLOCK_TOLERANCE_SECONDS = 5.0
 # Collects CSP violations in the page itself: a console message can be missed, an event is kept.
 CSP_LISTENER = """
 window.__cspViolations = [];
@@ -320,13 +324,13 @@ def test_an_expiring_id_token_is_refreshed_and_the_session_keeps_working(
     register_secret(old_token, f"the first ID token of {new_user.email}")
     register_secret(str(before.get("refresh_token", "")), f"the refresh token of {new_user.email}")
     issued = float(token_claims(old_token).get("iat", 0))
-    # Tokens are issued to the second: a refresh in the login's own second may return the same bytes.
-    # Wait for the next second after the first token's issue (bounded: clocks may disagree a little).
-    time.sleep(min(2.0, max(0.0, issued + 1 - time.time())))  # noqa: TID251 # until an instant, at most 2 s
+    # Tokens are issued to the second, so a refresh within the login's second may mint the very same
+    # bytes: the session is given a stale token of its own to lose instead of waiting for the clock.
+    stale = f"stale-{uuid.uuid4().hex}"
     with allure.step("Make the session's ID token due for refresh: its recorded expiry inside the margin"):
-        # Only the server's note of the expiry moves (an admin write to this test's own session, as
-        # failure plans are written); the token itself stays valid, so a refresh is the only change.
-        ref.update({"token_expires_at": time.time() + EXPIRY_MARGIN_SECONDS / 2})
+        # Only the server's record moves (an admin write to this test's own session, as failure plans
+        # are written): the refresh token stays valid, so a refresh is the only way back to a token.
+        ref.update({"id_token": stale, "token_expires_at": time.time() + EXPIRY_MARGIN_SECONDS / 2})
     with allure.step("The session keeps working on the API and the page"):
         for path in ("/api/uploads", "/"):
             answer = get(http, target, path)
@@ -341,9 +345,15 @@ def test_an_expiring_id_token_is_refreshed_and_the_session_keeps_working(
         "the refreshed token's expiry was not recorded: every request would refresh again"
     )
     assert new_token, "the refresh left the session without an ID token"
-    renewed = new_token != old_token  # compared apart: an assertion's diff would print both tokens
+    renewed = new_token != stale  # compared apart: an assertion's diff would print the token
     assert renewed, "the session still holds the ID token that was due for refresh"
-    assert float(token_claims(new_token).get("iat", 0)) > issued, "the refreshed ID token is not newer"
+    claims = token_claims(new_token)
+    assert float(claims.get("iat", 0)) >= issued, "the refreshed ID token is older than the login's"
+    # Read from the token itself, not from the server's note of it: the two must agree.
+    recorded = float(after.get("token_expires_at", 0))
+    assert abs(float(claims.get("exp", 0)) - recorded) <= TOKEN_CLOCK_TOLERANCE_SECONDS, (
+        f"the recorded expiry is {recorded - float(claims.get('exp', 0)):+.0f} s off the refreshed token's"
+    )
     with allure.step("The Identity Toolkit takes the refreshed token as the user's own"):
         account = account_of(target, new_token)
     assert account.get("localId") == new_user.uid, "the refreshed ID token is not a valid token of the user"
