@@ -33,6 +33,7 @@ from benchmarks import plot
 from fixtures.firestore import WorkflowWatcher
 from imageflow import manifest as manifest_module
 from imageflow.workflow import COLLECTION, new_document, now
+from stack.state import default_path as stack_state_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "reports" / "benchmarks" / "detection-latency.json"
@@ -68,10 +69,9 @@ def _emulator_host() -> str:
     host = os.environ.get("FIRESTORE_EMULATOR_HOST")
     if host:
         return host
-    state_file = Path(os.environ.get("IMAGEFLOW_STACK_FILE") or REPO_ROOT / ".stack" / "stack.json")
     try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        return str(state["env"]["FIRESTORE_EMULATOR_HOST"])
+        recorded = json.loads(stack_state_path().read_text(encoding="utf-8"))
+        return str(recorded["env"]["FIRESTORE_EMULATOR_HOST"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 

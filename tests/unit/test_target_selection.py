@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +14,8 @@ import pytest
 from deploy.environments import TargetError
 from deploy.environments import get as get_environment
 from deploy.environments import load as load_environments
-from fixtures.reporting import labels
-from fixtures.target import REPO_ROOT, Overrides, build_target
+from fixtures.reporting import labels, registered_secrets
+from fixtures.target import REPO_ROOT, Overrides, build_target, stack_push_token
 
 Severity = allure.severity_level
 INNER_TIMEOUT_SECONDS = 120
@@ -255,3 +256,32 @@ def test_remote_target_uses_google_endpoints_and_the_api_key_from_its_variable(
     )
     assert target.api_key == "staging-key-value"
     assert "staging-key-value" not in repr(target)
+
+
+@labels("Targets", "Local secrets", Severity.CRITICAL)
+def test_the_stacks_own_secrets_file_is_read_for_its_key_and_scrubbed_from_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen, recorded = tmp_path / "chosen.env", tmp_path / "recorded.env"
+    chosen.write_text("FIREBASE_API_KEY=chosen-key-value\nSESSION_SECRET=chosen-session-secret-value\n")
+    recorded.write_text("FIREBASE_API_KEY=recorded-key-value\nPUSH_TOKEN=recorded-push-token-value\n")
+    state_file = tmp_path / "stack.json"
+    monkeypatch.setenv("IMAGEFLOW_STACK_FILE", str(state_file))
+    monkeypatch.setenv("IMAGEFLOW_SECRETS_FILE", str(chosen))
+    state = {
+        "env": {"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099", "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8080"}
+    }
+    # No stack has recorded a file yet: $IMAGEFLOW_SECRETS_FILE is the one the stack would start with.
+    assert build_target(get_environment("local"), Overrides(), state).api_key == "chosen-key-value"
+    assert (
+        registered_secrets().get("chosen-session-secret-value")
+        == "SESSION_SECRET from the local secrets file"
+    )
+    # A running stack's own record wins over the variable: it is the file its services read.
+    state_file.write_text(json.dumps({**state, "secrets_file": str(recorded)}))
+    assert build_target(get_environment("local"), Overrides(), state).api_key == "recorded-key-value"
+    assert stack_push_token() == "recorded-push-token-value"
+    known = registered_secrets()
+    assert "recorded-push-token-value" in known
+    assert "recorded-key-value" not in known, "the public API key was taken for a secret"
+    assert "chosen-session-secret-value" not in known
