@@ -130,9 +130,9 @@ def load(session: nox.Session) -> None:
 
 @nox.session(python=False, default=False)
 def benchmarks(session: nox.Session) -> None:
-    """Stack cold start, pipeline latency/throughput, suite wall time; JSON and PNGs in reports/benchmarks/.
+    """Stack start, pipeline, suite and scenario times, load, time to red, detection; reports/benchmarks/.
 
-    `nox -s benchmarks -- [stack_start] [pipeline_latency] [suite_time]` (default: all of them).
+    `nox -s benchmarks -- [NAME ...]` (default: all; an unknown name lists them).
     """
     session.run(PYTHON, "-m", "benchmarks", *session.posargs, env=_env(), external=True)
 

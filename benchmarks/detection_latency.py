@@ -1,9 +1,9 @@
 """How fast the suite notices a workflow update: realtime listener vs a one-second polling loop.
 
-Run against the local stack (its Firestore emulator, from .stack/stack.json) or any emulator named
-by FIRESTORE_EMULATOR_HOST:
+Run against any emulator named by FIRESTORE_EMULATOR_HOST, else the local stack's (the drills'
+stack, started here and stopped after when none runs; part of `nox -s benchmarks`):
 
-    .venv/bin/python -m benchmarks.detection_latency [--updates 30]
+    .venv/bin/python -m benchmarks.detection_latency [--updates 30] [--state-file PATH]
 
 One workflow-like document is written, then updated N times the way the finalizer does. A realtime
 listener (on_snapshot + an Event, the watcher's mechanism) and a plain one-second polling loop watch
@@ -23,17 +23,17 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from google.cloud import firestore
 
 from benchmarks import plot
+from drills.local_stack import choose_state_file, local_stack
 from fixtures.firestore import WorkflowWatcher
 from imageflow import manifest as manifest_module
 from imageflow.workflow import COLLECTION, new_document, now
-from stack.state import default_path as stack_state_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "reports" / "benchmarks" / "detection-latency.json"
@@ -62,18 +62,6 @@ class Observer:
         """Wait until seq was seen, at most timeout seconds."""
         with self.changed:
             return self.changed.wait_for(lambda: seq in self.seen, timeout=timeout)
-
-
-def _emulator_host() -> str:
-    """FIRESTORE_EMULATOR_HOST from the environment or the running local stack's state file."""
-    host = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if host:
-        return host
-    try:
-        recorded = json.loads(stack_state_path().read_text(encoding="utf-8"))
-        return str(recorded["env"]["FIRESTORE_EMULATOR_HOST"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -175,27 +163,28 @@ def run(updates: int, project: str) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write its JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=30, help="number of updates to measure (>= 30)")
     parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT", "demo-imageflow"))
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--state-file", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.updates < 30:
         print("detection_latency: --updates must be at least 30", file=sys.stderr)
         return 2
-    host = _emulator_host()
-    if not host:
-        print(
-            "detection_latency: no Firestore emulator: start the stack (python -m stack up --detach) "
-            "or set FIRESTORE_EMULATOR_HOST",
-            file=sys.stderr,
-        )
-        return 2
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
     try:
-        result = run(args.updates, args.project)
+        if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+            result = run(args.updates, args.project)
+        else:
+            # The local stack's emulator (started here, and stopped after, when none runs).
+            with local_stack(choose_state_file(args.state_file)) as control:
+                host = control.state.env.get("FIRESTORE_EMULATOR_HOST", "")
+                if not host:
+                    raise RuntimeError(f"the stack at {control.state_path} names no Firestore emulator")
+                os.environ["FIRESTORE_EMULATOR_HOST"] = host
+                result = run(args.updates, args.project)
     except RuntimeError as exc:
         print(f"detection_latency: {exc}", file=sys.stderr)
         return 1

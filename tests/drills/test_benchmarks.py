@@ -148,3 +148,18 @@ def test_time_to_red_judges_the_median_past_the_deadline_and_keeps_a_zero() -> N
     late_verdict = time_to_red._verdicts(time_to_red._figures(late, deadline))["after"]
     assert late_verdict["every_fault_within_deadline_plus_slack"] is False
     assert late_verdict["median_goal_met"] is False
+
+
+@allure.story("One run")
+def test_every_benchmark_with_a_main_runs_in_the_benchmarks_session() -> None:
+    from benchmarks.__main__ import BENCHMARKS, ON_THE_STACK
+
+    folder = Path(importlib.import_module("benchmarks").__file__ or "").parent
+    runnable = {
+        path.stem
+        for path in folder.glob("*.py")
+        if not path.stem.startswith("_")
+        and callable(getattr(importlib.import_module(f"benchmarks.{path.stem}"), "main", None))
+    }
+    assert runnable <= set(BENCHMARKS), f"not in `nox -s benchmarks`: {sorted(runnable - set(BENCHMARKS))}"
+    assert set(ON_THE_STACK) == set(BENCHMARKS) - {"stack_start"}, "only the cold start brings its own stacks"
