@@ -15,11 +15,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     IMAGEFLOW_RESULTS_DIR=/results
 
-# Debian's Chromium, the browser the suite launches when Playwright's own is absent (fixtures/browser.py);
-# its version is the one of the base image's Debian release, kept current by its security updates.
+# The tools the suite runs: Debian's Chromium, the browser it launches when Playwright's own is absent
+# (fixtures/browser.py); exiftool, the metadata oracle's second reader (oracles/exiftool.py), without
+# which the agents' oracles skip; and the Google Cloud CLI, whose `gcloud logging read` attaches a
+# failed test's Cloud Logging lines (fixtures/service_logs.py), from Google's own apt repository.
+# Versions are those of the base image's Debian release and of that repository, kept current by
+# their updates.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends chromium fonts-liberation \
+    && apt-get install -y --no-install-recommends ca-certificates curl gnupg \
+    && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg \
+        | gpg --dearmor -o /usr/share/keyrings/cloud.google.gpg \
+    && echo "deb [signed-by=/usr/share/keyrings/cloud.google.gpg] https://packages.cloud.google.com/apt cloud-sdk main" \
+        > /etc/apt/sources.list.d/google-cloud-sdk.list \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        chromium fonts-liberation libimage-exiftool-perl google-cloud-cli \
+    && apt-get purge -y curl gnupg && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /suite

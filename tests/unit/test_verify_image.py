@@ -1,7 +1,7 @@
 """The verification image as far as this machine can check it without a Docker daemon.
 
-hadolint lints the Dockerfile; the verify stage's COPY and pip lines are compared with what the
-suite imports and opens, so neither can drift; skaffold.yaml and cloudbuild.verify.yaml name the
+hadolint lints the Dockerfile; the verify stage's COPY, pip and apt-get lines are compared with what the
+suite imports, opens and runs, so none can drift; skaffold.yaml and cloudbuild.verify.yaml name the
 Dockerfile's stages and the entrypoint's variables.
 """
 
@@ -33,6 +33,14 @@ SUITE_ROOTS = [
 ]
 # Root files the suite's code names that the image must not hold.
 NEVER_COPIED = {".secrets.local.env": "local secret values: never in an image"}
+# The programs the suite runs, by the Debian package the verify stage installs each from.
+SUITE_TOOLS = {"chromium": "chromium", "exiftool": "libimage-exiftool-perl", "gcloud": "google-cloud-cli"}
+# Words the scan for programs finds that need nothing in the image, and why.
+NOT_TOOLS = {
+    "git": "the commit comes from $IMAGEFLOW_GIT_COMMIT: the image holds no .git",
+    "GET": "an HTTP method, not lwp-request",
+    "file": "a place the privacy oracle names, not file(1)",
+}
 
 
 def hadolint() -> str:
@@ -129,6 +137,21 @@ def requirement_name(requirement: str) -> str:
     return re.split(r"[ ;<>=!\[~(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def tools_named(files: set[Path]) -> set[str]:
+    """Programs the modules name as a command's first word or look up with which() (known, or on PATH)."""
+    named: set[str] = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            first: ast.expr | None = None
+            if isinstance(node, ast.List | ast.Tuple) and node.elts:
+                first = node.elts[0]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+                first = node.args[0] if node.func.attr == "which" else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                named.add(first.value)
+    return {n for n in named if n in SUITE_TOOLS or n in NOT_TOOLS or (n.isidentifier() and shutil.which(n))}
+
+
 def root_files_named(files: set[Path]) -> set[str]:
     """Names of repository-root files that appear as string constants in the given modules."""
     root = {p.name for p in REPO.iterdir() if p.is_file()}
@@ -187,6 +210,18 @@ def test_the_verify_stage_installs_every_package_the_suite_imports() -> None:
         if not dists & reachable:
             missing.append(f"{module} ({', '.join(sorted(dists))})")
     assert missing == [], "the verify stage's pip line misses these"
+
+
+def test_the_verify_stage_installs_every_program_the_suite_runs() -> None:
+    """A program the suite runs and the image lacks would turn its checks into skips (or errors)."""
+    files, _ = suite_modules()
+    named = tools_named(files)
+    unknown = named - set(SUITE_TOOLS) - set(NOT_TOOLS)
+    assert unknown == set(), "the suite runs these: install them, or say why not"
+    assert set(SUITE_TOOLS) <= named, "listed as run by the suite, but no longer named by its code"
+    installed = " ".join(line for line in stage("verify") if "apt-get install" in line).split()
+    missing = {tool: package for tool, package in SUITE_TOOLS.items() if package not in installed}
+    assert missing == {}, "the verify stage's apt-get install misses the packages of these programs"
 
 
 def test_the_build_context_lets_every_copied_path_through() -> None:
