@@ -348,3 +348,37 @@ def test_a_silent_listener_reads_once_more_at_the_deadline() -> None:
     assert not result.reached
     assert "never written" in result.message
     assert watcher.reads >= 2
+
+
+INNER_FAILURE_PROBE = """
+import pytest
+
+seen = []
+
+
+@pytest.fixture
+def probe(request):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    seen.append(report is not None and report.failed)
+
+
+def test_fails(probe):
+    assert False
+
+
+def test_passes(probe):
+    pass
+
+
+def test_zz_the_probe_saw_both():
+    assert seen == [True, False]
+"""
+
+
+def test_a_fixture_tells_at_teardown_whether_its_test_failed(pytester: pytest.Pytester) -> None:
+    """The watcher attaches timelines only to a failed test, from the rep_call pytest-playwright keeps."""
+    pytester.makepyfile(test_inner=INNER_FAILURE_PROBE)
+    # In a process of its own: pytest-playwright's soft assertions allow one run per process.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, passed=2)
