@@ -18,7 +18,7 @@ from deploy.context import RunContext, git_commit, new_run_id
 from deploy.gcp import GcpExecutor, GcpRollback
 from deploy.record import RunRecord
 from deploy.shell import Shell
-from deploy.steps import PreflightError, StepFailed
+from deploy.steps import PreflightError
 from imageflow import manifest as manifest_module
 
 VERBS = ("plan", "deploy", "e2e", "staging_e2e", "production_gate", "rollback")
@@ -159,7 +159,7 @@ def execute(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
         return run_local(verb, ctx, record, shell)
     executor = GcpExecutor(ctx, shell, record)
     if verb == "rollback":
-        return run_rollback(GcpRollback(executor).plan, record, shell)
+        return runner.run_rollback(GcpRollback(executor).plan, record, shell)
     code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
     if code == runner.EXIT_OK:
         record.decision = "planned" if shell.dry_run else "promoted"
@@ -169,26 +169,3 @@ def execute(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
     elif record.verification.get("passed") is False and code == runner.EXIT_FAILED:
         record.decision = "rolled back"
     return code
-
-
-def run_rollback(find: object, record: RunRecord, shell: Shell) -> int:
-    """The rollback session: find what to go back to, then apply it in order, stopping loudly on failure."""
-    assert callable(find)
-    shell.say("[1/2] find previous revisions and rules ...")
-    record.begin(1, "find", "find previous revisions and rules")
-    try:
-        changes = find()
-    except StepFailed as exc:
-        record.steps[-1].status = "failed"
-        record.decision, record.reason = "rollback not started", str(exc)
-        shell.say(f"[1/2] find previous revisions and rules ... FAILED: {exc}")
-        return runner.EXIT_FAILED
-    record.steps[-1].status = "done"
-    shell.say("[1/2] find previous revisions and rules ... done")
-    shell.say("[2/2] roll back ...")
-    code = runner.rollback(list(reversed(changes)), record, shell, session=True)
-    if code == runner.EXIT_ROLLBACK_FAILED:
-        return code
-    record.reason = "rollback session applied every change"
-    shell.say("[2/2] roll back ... done")
-    return runner.EXIT_OK

@@ -394,8 +394,6 @@ def stack_path(ctx: RunContext) -> Path:
 
 def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
     """Run a session on the local stack; e2e brings the stack up (and down) when none is running."""
-    from deploy.cli import run_rollback  # late: cli imports this module lazily
-
     if shell.dry_run:
         executor = LocalExecutor(ctx, shell, record, None)
         code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
@@ -423,7 +421,7 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
     try:
         executor = LocalExecutor(ctx, shell, record, StackControl(path))
         if verb == "rollback":
-            return run_rollback(LocalRollback(executor).plan, record, shell)
+            return runner.run_rollback(LocalRollback(executor).plan, record, shell)
         code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
         if code == runner.EXIT_OK:
             executor.retire_previous()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from deploy.record import RunRecord
 from deploy.shell import Shell
@@ -96,3 +96,25 @@ def rollback(changes: list[Change], record: RunRecord, shell: Shell, *, session:
     record.decision = "rolled back"
     record.current = None
     return EXIT_FAILED
+
+
+def run_rollback(find: Callable[[], list[Change]], record: RunRecord, shell: Shell) -> int:
+    """The rollback session: find what to go back to, then apply it in order, stopping loudly on failure."""
+    shell.say("[1/2] find previous revisions and rules ...")
+    record.begin(1, "find", "find previous revisions and rules")
+    try:
+        changes = find()
+    except StepFailed as exc:
+        record.steps[-1].status = "failed"
+        record.decision, record.reason = "rollback not started", str(exc)
+        shell.say(f"[1/2] find previous revisions and rules ... FAILED: {exc}")
+        return EXIT_FAILED
+    record.steps[-1].status = "done"
+    shell.say("[1/2] find previous revisions and rules ... done")
+    shell.say("[2/2] roll back ...")
+    code = rollback(list(reversed(changes)), record, shell, session=True)
+    if code == EXIT_ROLLBACK_FAILED:
+        return code
+    record.reason = "rollback session applied every change"
+    shell.say("[2/2] roll back ... done")
+    return EXIT_OK

@@ -148,7 +148,7 @@ def dry_run(argv: list[str]) -> tuple[RunContext, list[list[str]]]:
     record, shell = cli.new_record(options, ctx, True, io.StringIO())
     executor = GcpExecutor(ctx, shell, record)
     if options.verb == "rollback":
-        code = cli.run_rollback(GcpRollback(executor).plan, record, shell)
+        code = runner.run_rollback(GcpRollback(executor).plan, record, shell)
     else:
         code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
         # What a failed step would undo: every change the run registered, newest first.
