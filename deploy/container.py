@@ -63,6 +63,9 @@ def context(target: str, results: Path, pytest_args: list[str]) -> RunContext:
         raise PreflightError(
             f"{target} is a local target: the container verifies a deployed one (run `nox -s e2e` locally)"
         )
+    missing = env.missing_for_the_suite(os.environ)
+    if missing:
+        raise PreflightError(f"target {target!r} is half-configured: missing {'; '.join(missing)}")
     if not results.is_dir():
         raise PreflightError(
             f'results folder {results} does not exist: mount one (-v "$PWD/reports/verify:{results}")'

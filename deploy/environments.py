@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+# The candidate's dashboard URL the deploy tool hands the suite (over environments.toml's).
+DASHBOARD_URL_ENV = "IMAGEFLOW_DASHBOARD_URL"
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "environments.toml"
 KINDS = ("local", "gcp")
@@ -45,6 +49,17 @@ class Environment:
     def service_name(self, service: str) -> str:
         """The deployed name of a manifest service (Cloud Run service name on gcp)."""
         return f"{self.service_prefix}{service}"
+
+    def missing_for_the_suite(self, environ: Mapping[str, str]) -> list[str]:
+        """What the release suite lacks in environ to verify this deployed target (nothing, locally)."""
+        if self.is_local:
+            return []
+        missing = []
+        if not (environ.get(DASHBOARD_URL_ENV, "").strip() or self.dashboard_url):
+            missing.append(f"a dashboard URL (dashboard_url in environments.toml or {DASHBOARD_URL_ENV})")
+        if not environ.get(self.api_key_env):
+            missing.append(f"the Firebase API key in ${self.api_key_env}")
+        return missing
 
 
 _REQUIRED = {"kind": str, "project": str, "region": str, "bucket": str}

@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 
+from deploy import environments
 from deploy.context import RunContext
 
 # xdist workers of the release suite in the gate. Measured on two cores (`nox -s benchmarks --
@@ -75,7 +76,7 @@ def suite_env(
     """What the suite is told about the candidates it verifies."""
     return {
         "IMAGEFLOW_TARGET": ctx.env.name,
-        "IMAGEFLOW_DASHBOARD_URL": dashboard_url,
+        environments.DASHBOARD_URL_ENV: dashboard_url,
         "IMAGEFLOW_LANE": lane,
         "IMAGEFLOW_EXPECTED_REVISIONS": json.dumps(revisions, sort_keys=True),
         "IMAGEFLOW_SERVICE_URLS": json.dumps(urls, sort_keys=True),

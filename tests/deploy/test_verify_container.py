@@ -40,6 +40,14 @@ def results(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the suite needs of a deployed target (its dashboard URL, its API key), as a CI job sets it."""
+    monkeypatch.setenv("IMAGEFLOW_DASHBOARD_URL", "https://dashboard.example.test")
+    for name in ("STAGING", "PRODUCTION"):
+        monkeypatch.setenv(f"IMAGEFLOW_{name}_API_KEY", "fake-api-key-for-tests")
+
+
 @pytest.fixture
 def tiny_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The verify command becomes a two-test inner pytest run with a config of its own."""
@@ -125,6 +133,12 @@ def test_a_red_suite_exits_1_with_the_gate_reason(
             {},
             "error: results folder {gone} does not exist",
         ),
+        (
+            ["--env", "staging"],
+            {"IMAGEFLOW_STAGING_API_KEY": ""},
+            "error: target 'staging' is half-configured: missing the Firebase API key in "
+            "$IMAGEFLOW_STAGING_API_KEY",
+        ),
     ],
 )
 def test_bad_input_is_refused_in_one_line_with_exit_2(
@@ -136,7 +150,7 @@ def test_bad_input_is_refused_in_one_line_with_exit_2(
     environ: dict[str, str],
     message: str,
 ) -> None:
-    """No target, an unknown or local one, no mounted folder: exit 2, one line, nothing run."""
+    """No target, an unknown or local one, a half-configured one, no mount: exit 2, one line, nothing run."""
     missing = str(tmp_path / "not-mounted")
     monkeypatch.setenv(container.RESULTS_ENV, str(tmp_path))
     for key, value in environ.items():
