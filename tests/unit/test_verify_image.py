@@ -35,6 +35,8 @@ SUITE_ROOTS = [
 NEVER_COPIED = {".secrets.local.env": "local secret values: never in an image"}
 # The programs the suite runs, by the Debian package the verify stage installs each from.
 SUITE_TOOLS = {"chromium": "chromium", "exiftool": "libimage-exiftool-perl", "gcloud": "google-cloud-cli"}
+# Cloud Build's substitutions that only a trigger fills: empty in `gcloud builds submit`.
+TRIGGER_ONLY = {"SHORT_SHA", "COMMIT_SHA", "REVISION_ID", "BRANCH_NAME", "TAG_NAME", "REPO_NAME", "REF_NAME"}
 # Words the scan for programs finds that need nothing in the image, and why.
 NOT_TOOLS = {
     "git": "the commit comes from $IMAGEFLOW_GIT_COMMIT: the image holds no .git",
@@ -281,3 +283,19 @@ def test_cloud_build_builds_the_verify_stage_then_runs_it_against_the_target() -
     assert config["artifacts"]["objects"]["paths"] == [
         str(Path(env[container.RESULTS_ENV]).relative_to("/workspace") / "junit.xml")
     ]
+
+
+def test_cloud_build_runs_the_images_suite_and_names_nothing_only_a_trigger_fills() -> None:
+    """A manual `gcloud builds submit` gets a valid image tag, the commit it is given, the image's suite."""
+    config = yaml.safe_load((REPO / "cloudbuild.verify.yaml").read_text(encoding="utf-8"))
+    verify_step = config["steps"][-1]
+    workdir = next(line.split()[1] for line in stage("verify") if line.upper().startswith("WORKDIR "))
+    assert verify_step.get("dir") == workdir, "the step would run the uploaded sources, not the image's suite"
+    # A trigger-only value may be a user substitution's default (a manual build passes its own).
+    steps_and_images = yaml.safe_dump({k: v for k, v in config.items() if k != "substitutions"})
+    named = set(re.findall(r"\$\{([A-Z_]+)\}", steps_and_images)) | set(
+        re.findall(r"\$\{([A-Z_]+)\}", str(config["substitutions"]["_VERIFY_IMAGE"]))
+    )
+    assert named & TRIGGER_ONLY == set(), "empty in a build started by hand"
+    env = dict(e.split("=", 1) for e in verify_step["env"])
+    assert env["IMAGEFLOW_GIT_COMMIT"].strip("${}") in config["substitutions"]
