@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "scripts" / "bootstrap"
@@ -140,3 +142,110 @@ def test_actionlint_goes_red_on_a_broken_workflow(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert 'property "nothing" is not defined' in result.stdout
     assert 'input "python-versoin" is not defined in action "actions/setup-python@v5"' in result.stdout
+
+
+ALLURE_HISTORY = REPO / "scripts" / "allure-history"
+# gh as far as scripts/allure-history uses it: `run list` (ids, newest first, as --jq prints them)
+# and `run download RUN --name NAME --dir DIR`, from $FAKE_GH_RUNS; each call is logged.
+FAKE_GH = """#!/usr/bin/env python3
+import json, os, pathlib, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_GH_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+runs = json.loads(os.environ["FAKE_GH_RUNS"])
+if args[:2] == ["run", "list"]:
+    print("\\n".join(runs))
+elif args[:2] == ["run", "download"]:
+    files = runs.get(args[2], {}).get(args[args.index("--name") + 1])
+    if files is None:
+        sys.exit("no artifact matches any of the names or patterns provided")
+    for name, text in files.items():
+        path = pathlib.Path(args[args.index("--dir") + 1], name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+else:
+    sys.exit(f"fake gh: {args}")
+"""
+
+
+def allure_history(
+    tmp_path: Path, runs: dict[str, dict[str, dict[str, str]]]
+) -> subprocess.CompletedProcess[str]:
+    """scripts/allure-history staging allure-report-staging, in tmp_path, with the fake gh first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gh").write_text(FAKE_GH, encoding="utf-8")
+    (bin_dir / "gh").chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_GH_RUNS": json.dumps(runs),
+        "FAKE_GH_LOG": str(tmp_path / "gh.log"),
+        "GITHUB_WORKFLOW_REF": "owner/imageflow/.github/workflows/release.yml@refs/tags/v1.4.0",
+        "GITHUB_RUN_ID": "30",
+    }
+    return subprocess.run(
+        ["bash", str(ALLURE_HISTORY), "staging", "allure-report-staging"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_allure_history_comes_from_the_newest_earlier_release_that_kept_its_report(tmp_path: Path) -> None:
+    """A release on a new tag gets the Trend of the ones before it (a cache could not reach them)."""
+    report = "allure-report-staging"
+    stale = tmp_path / "reports" / "allure" / "staging" / "history" / "stale.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    runs = {
+        "30": {report: {"history/history-trend.json": "this run"}},
+        "29": {"allure-report-local-e2e": {"history/history-trend.json": "another job's"}},
+        "28": {report: {"history/history-trend.json": "[28]", "index.html": "<html>"}},
+        "27": {report: {"history/history-trend.json": "[27]"}},
+    }
+    result = allure_history(tmp_path, runs)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "allure history of staging: from run 28 (allure-report-staging)\n"
+    history = tmp_path / "reports" / "allure" / "staging" / "history"
+    assert {p.name: p.read_text() for p in history.iterdir()} == {"history-trend.json": "[28]"}
+    calls = [json.loads(line) for line in (tmp_path / "gh.log").read_text().splitlines()]
+    assert calls[0][:4] == ["run", "list", "--workflow", "release.yml"]
+    assert [c[2] for c in calls[1:]] == ["29", "28"], "this run skipped, the search stops at the first found"
+
+
+def test_allure_history_without_an_earlier_report_starts_the_trend_and_never_fails(tmp_path: Path) -> None:
+    result = allure_history(tmp_path, {"30": {}, "29": {}})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "allure history of staging: no earlier run of release.yml kept allure-report-staging, "
+        "the Trend starts here\n"
+    )
+    assert (tmp_path / "reports" / "allure" / "staging").is_dir()
+    assert not (tmp_path / "reports" / "allure" / "staging" / "history").exists()
+
+
+def test_the_release_workflow_brings_each_targets_history_from_its_own_report() -> None:
+    """Every release job that uploads allure-report-X first restores X's history from that artifact."""
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8"))
+    assert workflow["permissions"].get("actions") == "read", "gh run download needs actions: read"
+    for name, job in workflow["jobs"].items():
+        uploads = [
+            s["with"]["name"]
+            for s in job["steps"]
+            if str(s.get("with", {}).get("name", "")).startswith("allure-report-")
+        ]
+        if not uploads:
+            continue
+        (artifact,) = uploads
+        target = next(s["with"]["path"] for s in job["steps"] if s.get("with", {}).get("name") == artifact)
+        restores = [s["run"] for s in job["steps"] if "scripts/allure-history" in str(s.get("run", ""))]
+        expected = f"bash scripts/allure-history {Path(target).name} {artifact}"
+        assert restores == [expected], f"job {name}: its history is not restored from {artifact}"
+        assert not [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/cache")], (
+            f"job {name}: a cache cannot carry the history between releases"
+        )
