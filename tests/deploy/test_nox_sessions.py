@@ -13,7 +13,7 @@ pytestmark = pytest.mark.deploy
 
 
 def test_sessions_listed_and_real_environments_not_default() -> None:
-    """`nox -l`: every session of the brief, with a description; staging/production/rollback never default."""
+    """`nox -l`: every session, with a description; none but the tests and the lint runs by default."""
     listed = subprocess.run(
         [str(REPO / ".venv" / "bin" / "nox"), "-l"],
         cwd=REPO,
@@ -26,7 +26,9 @@ def test_sessions_listed_and_real_environments_not_default() -> None:
         m["name"]: (m["mark"] == "*", m["description"])
         for m in re.finditer(r"^(?P<mark>[*-]) (?P<name>\w+) -> (?P<description>.+)$", listed.stdout, re.M)
     }
-    wanted = {"e2e", "staging_e2e", "production_gate", "rollback", "plan", "tests", "lint"}
+    wanted = {"e2e", "staging_e2e", "production_gate", "rollback", "plan", "sweep", "tests", "lint"}
+    wanted |= {"fault_drill", "flake_check", "load", "benchmarks", "mutation", "fuzz"}
     assert wanted <= set(sessions), listed.stdout
     assert all(sessions[name][1] for name in wanted)
-    assert not any(sessions[name][0] for name in ("staging_e2e", "production_gate", "rollback"))
+    # What touches a real target, and what runs for many minutes, only ever on purpose.
+    assert not [name for name, (default, _) in sessions.items() if default and name not in ("tests", "lint")]
