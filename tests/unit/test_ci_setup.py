@@ -249,3 +249,42 @@ def test_the_release_workflow_brings_each_targets_history_from_its_own_report() 
         assert not [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/cache")], (
             f"job {name}: a cache cannot carry the history between releases"
         )
+
+
+@pytest.mark.parametrize(
+    ("os_release", "environ", "picked"),
+    [
+        (
+            'NAME="Ubuntu"\nID=ubuntu\n',
+            {},
+            "Playwright's own build (playwright install --with-deps chromium)",
+        ),
+        ('NAME="Debian GNU/Linux"\nID=debian\n', {}, "Debian's chromium package"),
+        ("ID=ubuntu\n", {"IMAGEFLOW_CHROMIUM_SOURCE": "debian"}, "Debian's chromium package"),
+        ("ID=ubuntu\n", {"IMAGEFLOW_CHROMIUM": "/opt/chromium/chrome"}, "the one IMAGEFLOW_CHROMIUM names"),
+    ],
+)
+def test_bootstrap_says_where_chromium_comes_from_and_what_to_do_without_downloads(
+    tmp_path: Path, os_release: str, environ: dict[str, str], picked: str
+) -> None:
+    """Ubuntu's chromium package is a snap wrapper: never the advice there, Playwright's build the pick."""
+    (tmp_path / "os-release").write_text(os_release, encoding="utf-8")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEFLOW_CHROMIUM")}
+    env = {**clean, "IMAGEFLOW_OS_RELEASE": str(tmp_path / "os-release"), **environ}
+    result = subprocess.run(
+        ["bash", str(BOOTSTRAP), "--check-chromium"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    advice = (
+        "Ubuntu's chromium package is a snap wrapper: "
+        "install Chromium another way and set IMAGEFLOW_CHROMIUM to it"
+        if "ubuntu" in os_release
+        else "IMAGEFLOW_CHROMIUM_SOURCE=debian installs Debian's chromium package"
+    )
+    assert result.stdout == f"bootstrap: chromium: {picked}; without downloads: {advice}\n"
