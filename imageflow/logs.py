@@ -72,14 +72,11 @@ def trace_fields(header: str | None, project: str) -> dict[str, object]:
 
 
 def _severity(levelno: int) -> str:
-    for floor, name in (
-        (logging.CRITICAL, "CRITICAL"),
-        (logging.ERROR, "ERROR"),
-        (logging.WARNING, "WARNING"),
-    ):
+    """Cloud Logging's severity for a Python level (a custom level takes the nearest one below)."""
+    for floor, name in _SEVERITIES:
         if levelno >= floor:
             return name
-    return "INFO" if levelno >= logging.INFO else "DEBUG"
+    return "DEFAULT"
 
 
 class JsonFormatter(logging.Formatter):
