@@ -23,18 +23,23 @@ REFUSAL = (
 )
 
 
-def check_python(*args: str, python: str = "") -> subprocess.CompletedProcess[str]:
-    """`bash scripts/bootstrap --check-python ARGS` (with IMAGEFLOW_PYTHON=python when given)."""
-    env = {**os.environ, "IMAGEFLOW_PYTHON": python} if python else dict(os.environ)
+def run_bootstrap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`bash scripts/bootstrap ARGS`, one of its question-only options (it installs nothing then)."""
     return subprocess.run(
-        ["bash", str(BOOTSTRAP), "--check-python", *args],
+        ["bash", str(BOOTSTRAP), *args],
         capture_output=True,
         text=True,
         timeout=30,
         stdin=subprocess.DEVNULL,
-        env=env,
+        env=env if env is not None else dict(os.environ),
         check=False,
     )
+
+
+def check_python(*args: str, python: str = "") -> subprocess.CompletedProcess[str]:
+    """`bash scripts/bootstrap --check-python ARGS` (with IMAGEFLOW_PYTHON=python when given)."""
+    env = {**os.environ, "IMAGEFLOW_PYTHON": python} if python else dict(os.environ)
+    return run_bootstrap("--check-python", *args, env=env)
 
 
 def supported_pythons() -> list[str]:
@@ -271,15 +276,7 @@ def test_bootstrap_says_where_chromium_comes_from_and_what_to_do_without_downloa
     (tmp_path / "os-release").write_text(os_release, encoding="utf-8")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEFLOW_CHROMIUM")}
     env = {**clean, "IMAGEFLOW_OS_RELEASE": str(tmp_path / "os-release"), **environ}
-    result = subprocess.run(
-        ["bash", str(BOOTSTRAP), "--check-chromium"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-    )
+    result = run_bootstrap("--check-chromium", env=env)
     assert result.returncode == 0, result.stderr
     advice = (
         "Ubuntu's chromium package is a snap wrapper: "
