@@ -278,7 +278,8 @@ def test_the_stacks_own_secrets_file_is_read_for_its_key_and_scrubbed_from_repor
         == "SESSION_SECRET from the local secrets file"
     )
     # A running stack's own record wins over the variable: it is the file its services read.
-    state_file.write_text(json.dumps({**state, "secrets_file": str(recorded)}))
+    state = {**state, "secrets_file": str(recorded)}
+    state_file.write_text(json.dumps(state))
     assert build_target(get_environment("local"), Overrides(), state).api_key == "recorded-key-value"
     assert stack_push_token() == "recorded-push-token-value"
     known = registered_secrets()
