@@ -23,10 +23,13 @@ REFUSAL = (
 )
 
 
-def run_bootstrap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`bash scripts/bootstrap ARGS`, one of its question-only options (it installs nothing then)."""
+def run_script(
+    script: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`bash SCRIPT ARGS`, bounded, with no stdin; its output captured."""
     return subprocess.run(
-        ["bash", str(BOOTSTRAP), *args],
+        ["bash", str(script), *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=30,
@@ -39,7 +42,7 @@ def run_bootstrap(*args: str, env: dict[str, str] | None = None) -> subprocess.C
 def check_python(*args: str, python: str = "") -> subprocess.CompletedProcess[str]:
     """`bash scripts/bootstrap --check-python ARGS` (with IMAGEFLOW_PYTHON=python when given)."""
     env = {**os.environ, "IMAGEFLOW_PYTHON": python} if python else dict(os.environ)
-    return run_bootstrap("--check-python", *args, env=env)
+    return run_script(BOOTSTRAP, "--check-python", *args, env=env)
 
 
 def supported_pythons() -> list[str]:
@@ -189,16 +192,7 @@ def allure_history(
         "GITHUB_WORKFLOW_REF": "owner/imageflow/.github/workflows/release.yml@refs/tags/v1.4.0",
         "GITHUB_RUN_ID": "30",
     }
-    return subprocess.run(
-        ["bash", str(ALLURE_HISTORY), "staging", "allure-report-staging"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return run_script(ALLURE_HISTORY, "staging", "allure-report-staging", env=env, cwd=tmp_path)
 
 
 def test_allure_history_comes_from_the_newest_earlier_release_that_kept_its_report(tmp_path: Path) -> None:
@@ -276,7 +270,7 @@ def test_bootstrap_says_where_chromium_comes_from_and_what_to_do_without_downloa
     (tmp_path / "os-release").write_text(os_release, encoding="utf-8")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEFLOW_CHROMIUM")}
     env = {**clean, "IMAGEFLOW_OS_RELEASE": str(tmp_path / "os-release"), **environ}
-    result = run_bootstrap("--check-chromium", env=env)
+    result = run_script(BOOTSTRAP, "--check-chromium", env=env)
     assert result.returncode == 0, result.stderr
     advice = (
         "Ubuntu's chromium package is a snap wrapper: "
