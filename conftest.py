@@ -13,6 +13,7 @@ pytest_plugins = [
     "fixtures.images",
     "fixtures.firestore",
     "fixtures.pubsub",
+    "fixtures.sweep",
     "fixtures.uploads",
     "fixtures.sessions",
     "fixtures.dashboard",

@@ -34,8 +34,8 @@ from drills.local_stack import choose_state_file, local_stack
 from fixtures.firestore import WorkflowWatcher
 from imageflow import manifest as manifest_module
 from imageflow.workflow import COLLECTION, new_document, now
+from stack.state import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = REPO_ROOT / "reports" / "benchmarks" / "detection-latency.json"
 POLL_INTERVAL_SECONDS = 1.0
 SEEN_TIMEOUT_SECONDS = 10.0

@@ -18,11 +18,12 @@ from typing import TextIO
 
 from deploy import environments, runner, verify
 from deploy.cli import _Parser
-from deploy.context import REPO, RunContext, git_commit, new_run_id
+from deploy.context import RunContext, git_commit, new_run_id
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import PreflightError, StepFailed
 from imageflow import manifest as manifest_module
+from stack.state import REPO_ROOT
 
 TARGET_ENV = "IMAGEFLOW_TARGET"
 RESULTS_ENV = "IMAGEFLOW_RESULTS_DIR"
@@ -113,7 +114,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     record.begin(1, "verify", f"verify {ctx.env.name} with the release suite")
     shell.say(f"[1/1] verify {ctx.env.name} with the release suite ...")
     try:
-        result = shell.run(command, check=False, env={TARGET_ENV: ctx.env.name}, stream=True, cwd=str(REPO))
+        result = shell.run(
+            command, check=False, env={TARGET_ENV: ctx.env.name}, stream=True, cwd=str(REPO_ROOT)
+        )
         code = result.exit_code
     except StepFailed as exc:
         code, reason = runner.EXIT_FAILED, str(exc)

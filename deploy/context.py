@@ -12,8 +12,7 @@ from pathlib import Path
 from deploy.environments import Environment
 from deploy.steps import StepFailed
 from imageflow.manifest import Manifest
-
-REPO = Path(__file__).resolve().parent.parent
+from stack.state import REPO_ROOT
 
 
 def git_commit() -> str:
@@ -23,7 +22,7 @@ def git_commit() -> str:
         return fixed
     try:
         out = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
             capture_output=True,
             text=True,
             check=False,
@@ -45,7 +44,7 @@ def new_run_id() -> str:
 
 def rules_file() -> Path:
     """The firestore.rules this checkout deploys ($IMAGEFLOW_RULES_FILE overrides it in tests)."""
-    return Path(os.environ.get("IMAGEFLOW_RULES_FILE") or REPO / "firestore.rules")
+    return Path(os.environ.get("IMAGEFLOW_RULES_FILE") or REPO_ROOT / "firestore.rules")
 
 
 def rules_text() -> str:

@@ -12,12 +12,13 @@ from typing import Any
 import requests
 
 from deploy import verify
-from deploy.context import REPO, RunContext, rules_text
+from deploy.context import RunContext, rules_text
 from deploy.record import RunRecord, runs_dir
 from deploy.shell import Shell, last_line
 from deploy.steps import Change, StepFailed, VerificationFailed
 from imageflow import config as service_config
 from imageflow.manifest import AgentSpec
+from stack.state import REPO_ROOT
 
 RULES_API = "https://firebaserules.googleapis.com/v1"
 HTTP_TIMEOUT = 30.0
@@ -398,7 +399,7 @@ class GcpExecutor:
 
     def rules_at(self, revision: str) -> str:
         """firestore.rules as it was at a git revision (git show REV:firestore.rules)."""
-        repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO)
+        repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO_ROOT)
         return self.shell.run(
             ["git", "-C", repo, "show", f"{revision}:firestore.rules"], dry_stdout="<rules at that commit>"
         ).stdout
@@ -480,7 +481,7 @@ class GcpExecutor:
             self.candidate_urls,
             lane,
         )
-        result = self.shell.run(command, check=False, env=env, stream=True, cwd=str(REPO))
+        result = self.shell.run(command, check=False, env=env, stream=True, cwd=str(REPO_ROOT))
         self.record.verification = {
             "command": shlex.join(command),
             "exit_code": result.exit_code,

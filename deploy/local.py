@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -16,7 +15,7 @@ from typing import Any, TypeVar, cast
 import requests
 
 from deploy import plan, runner, verify
-from deploy.context import REPO, RunContext, rules_file, rules_text
+from deploy.context import RunContext, rules_file, rules_text
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import Change, StepFailed, VerificationFailed
@@ -24,9 +23,9 @@ from stack import localsecrets
 from stack import runner as stack_runner
 from stack import state as stack_state
 from stack.control import StackControl
-from stack.state import RevisionRecord
+from stack.state import REPO_ROOT, RevisionRecord
 
-BACKUPS = REPO / "reports" / "backups"
+BACKUPS = REPO_ROOT / "reports" / "backups"
 HTTP_TIMEOUT = 10.0
 SECRET_HINTS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 T = TypeVar("T")
@@ -34,7 +33,7 @@ T = TypeVar("T")
 
 def git_rules(revision: str) -> str:
     """firestore.rules at a git revision (git show REV:firestore.rules)."""
-    repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO)
+    repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO_ROOT)
     result = subprocess.run(
         ["git", "-C", repo, "show", f"{revision}:firestore.rules"],
         capture_output=True,
@@ -201,7 +200,7 @@ class LocalExecutor:
             urls = {s: r.url for s, r in self.candidate.items()}
             revisions = {s: r.id for s, r in self.candidate.items()}
             env = verify.suite_env(self.ctx, urls.get("dashboard", ""), revisions, urls, lane)
-            result = self.shell.run(command, check=False, env=env, stream=True, cwd=str(REPO))
+            result = self.shell.run(command, check=False, env=env, stream=True, cwd=str(REPO_ROOT))
             self.record.verification = {
                 "command": shlex.join(command),
                 "exit_code": result.exit_code,
@@ -431,8 +430,3 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
         if started is not None:
             shell.say("stopping the local stack this session started")
             started.stop()
-
-
-def describe_state() -> str:
-    """The stack state as JSON (for debugging a failed local run)."""
-    return json.dumps(stack_state.read(stack_state.default_path()).__dict__, default=str)

@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DIR = REPO / "reports" / "runs"
+from stack.state import REPO_ROOT
+
+DEFAULT_DIR = REPO_ROOT / "reports" / "runs"
 
 
 def runs_dir() -> Path:

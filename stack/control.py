@@ -454,14 +454,6 @@ class StackControl:
         database = f"projects/{self.state.project}/databases/(default)"
         self._firestore("POST", ":import", {"database": database, "export_directory": str(path)})
 
-    def clear_auth(self) -> None:
-        """Delete every account of the Auth emulator."""
-        current = self.state
-        url = f"http://{current.emulators['auth']}/emulator/v1/projects/{current.project}/accounts"
-        response = requests.delete(url, timeout=30)
-        if response.status_code != 200:
-            raise ControlError(f"Auth emulator DELETE accounts -> {response.status_code}")
-
 
 @contextlib.contextmanager
 def _temporary_env(values: Mapping[str, str]) -> Iterator[None]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from stack import processes
 from stack.processes import HOST, ManagedProcess
+from stack.state import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "demo-imageflow"
 BUCKET = "imageflow-uploads"
 SDK_PLATFORM = Path(os.environ.get("IMAGEFLOW_SDK_PLATFORM", "/usr/lib/google-cloud-sdk/platform"))

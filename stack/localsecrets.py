@@ -6,7 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from stack.state import REPO_ROOT
+
 SECRETS_ENV = "IMAGEFLOW_SECRETS_FILE"
 REDACTED = "<secret>"
 # The verification token the local push subscriptions carry and the agents require (see infra.py).

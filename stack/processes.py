@@ -15,7 +15,6 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 HOST = "127.0.0.1"
 STOP_GRACE_SECONDS = 10.0
@@ -265,19 +264,6 @@ def wait_tcp(
 ) -> None:
     """Wait until host:port accepts TCP connections."""
     wait_until(lambda: port_open(host, port), f"{what} ({host}:{port})", timeout, process)
-
-
-def install_signal_handlers(on_signal: Callable[[], None] | None = None) -> None:
-    """Turn SIGTERM/SIGINT into a clean stop of every registered process."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if on_signal is not None:
-            on_signal()
-        REGISTRY.stop_all()
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 # Tests set it (and pass it through with IMAGEFLOW_STACK_PASS_ENV) so every process of a stack they

@@ -12,6 +12,7 @@ from typing import Any
 
 from filelock import FileLock
 
+# The repository root: the one definition every package of the project uses.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_ENV = "IMAGEFLOW_STACK_FILE"
 LOCK_TIMEOUT_SECONDS = 30.0

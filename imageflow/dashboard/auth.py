@@ -89,11 +89,6 @@ class AuthClient:
         return {"X-Goog-Api-Key": self._api_key}
 
     @property
-    def on_emulator(self) -> bool:
-        """True when talking to the Auth emulator."""
-        return bool(self._emulator_host)
-
-    @property
     def identity_base(self) -> str:
         """The Identity Toolkit v1 base URL."""
         if self._emulator_host:

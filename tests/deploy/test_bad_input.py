@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.deployment import FAKES, REPO, FakeCloud
+from fixtures.deployment import FAKES, FakeCloud
+from stack.state import REPO_ROOT
 
 pytestmark = pytest.mark.deploy
 
@@ -18,7 +19,7 @@ def deploy_tool(*argv: str, env: dict[str, str] | None = None) -> subprocess.Com
     """Run `python -m deploy ...` as CI would."""
     return subprocess.run(
         [sys.executable, "-m", "deploy", *argv],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         env=env or dict(os.environ),

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from fixtures.deployment import REPO
+from stack.state import REPO_ROOT
 
 pytestmark = pytest.mark.deploy
 
@@ -15,8 +15,8 @@ pytestmark = pytest.mark.deploy
 def test_sessions_listed_and_real_environments_not_default() -> None:
     """`nox -l`: every session, with a description; none but the tests and the lint runs by default."""
     listed = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "nox"), "-l"],
-        cwd=REPO,
+        [str(REPO_ROOT / ".venv" / "bin" / "nox"), "-l"],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,

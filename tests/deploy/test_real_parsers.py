@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 from deploy import cli, plan, runner
-from deploy.context import REPO, RunContext, rules_text
+from deploy.context import RunContext, rules_text
 from deploy.gcp import POLICIES, GcpExecutor, GcpRollback
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from fixtures.deployment import FAKES
 from stack.processes import stop_group
+from stack.state import REPO_ROOT
 
 pytestmark = [
     pytest.mark.deploy,
@@ -88,7 +89,7 @@ def classify(tool: str, exit_code: int | None, output: str) -> Outcome:
 
 def real_tool(tool: str) -> Path | None:
     """The installed CLI (node_modules/.bin for firebase), never the fakes of tests/fakes/bin."""
-    local = REPO / "node_modules" / ".bin" / tool
+    local = REPO_ROOT / "node_modules" / ".bin" / tool
     found = str(local) if tool == "firebase" and local.exists() else shutil.which(tool)
     if found is None or Path(found).resolve().parent == FAKES.resolve():
         return None

@@ -16,9 +16,9 @@ import pytest
 import requests
 from google.cloud import firestore
 
-from fixtures.deployment import REPO
 from fixtures.mock_tokens import mock_id_token
 from stack.control import StackControl
+from stack.state import REPO_ROOT
 
 pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
 
@@ -37,7 +37,7 @@ def deploy_tool(*argv: str, env: dict[str, str], log: Path) -> int:
         handle.flush()
         result = subprocess.run(
             [sys.executable, "-m", "deploy", *argv],
-            cwd=REPO,
+            cwd=REPO_ROOT,
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from deploy import container
+from stack.state import REPO_ROOT
 
 pytestmark = pytest.mark.deploy
 
@@ -193,7 +194,7 @@ def test_the_module_runs_as_the_image_entrypoint(tiny_suite: Path, results: Path
     }
     finished = subprocess.run(
         [sys.executable, "-m", "deploy.container"],
-        cwd=container.REPO,
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,

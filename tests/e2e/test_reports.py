@@ -27,7 +27,7 @@ from playwright.sync_api import Browser, expect
 
 from fixtures.allure_report import generate_allure_html, report_dir
 from fixtures.reporting import labels, scan_for_secrets, scrub_secrets
-from fixtures.target import REPO_ROOT
+from stack.state import REPO_ROOT
 
 Severity = allure.severity_level
 PLANTED = "Pw0planted0secret0value0for0the0scanner"

@@ -18,7 +18,7 @@ from fixtures import promises
 from fixtures.pubsub import TAP_KIND, real_topics
 from fixtures.reporting import labels
 from fixtures.sweep import SWEEP_AGE, sweep
-from fixtures.target import REPO_ROOT, Target, unique_name
+from fixtures.target import Target, unique_name
 from fixtures.users import (
     EMAIL_DOMAIN,
     USER_PREFIX,
@@ -32,6 +32,7 @@ from fixtures.users import (
 from imageflow import clients
 from imageflow.manifest import Manifest
 from imageflow.workflow import COLLECTION
+from stack.state import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 Severity = allure.severity_level

@@ -10,7 +10,7 @@ import allure
 import pytest
 
 from fixtures.reporting import EPIC
-from fixtures.target import REPO_ROOT
+from stack.state import REPO_ROOT
 
 pytestmark = [
     allure.epic(EPIC),

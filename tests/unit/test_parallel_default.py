@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.verify import DEFAULT_WORKERS
-from fixtures.target import REPO_ROOT
+from stack.state import REPO_ROOT
 
 INI = """[pytest]
 addopts = --strict-markers

@@ -13,7 +13,7 @@ import pytest
 from fixtures import service_logs
 from fixtures.deployment import FAKES
 from fixtures.reporting import EPIC
-from fixtures.target import REPO_ROOT
+from stack.state import REPO_ROOT
 
 pytestmark = [
     allure.epic(EPIC),
@@ -23,15 +23,13 @@ pytestmark = [
 
 PLUGINS = ("-p", "fixtures.target", "-p", "fixtures.reporting", "-p", "fixtures.service_logs")
 INNER_TESTS = """
-from fixtures.reporting import note_workflow
-
 def test_red_with_two_workflows(request):
-    note_workflow(request, "wf-cloud-1")
-    note_workflow(request, "wf-cloud-2")
+    request.node.user_properties.append(("workflow_id", "wf-cloud-1"))
+    request.node.user_properties.append(("workflow_id", "wf-cloud-2"))
     assert False, "red on purpose"
 
 def test_green_with_a_workflow(request):
-    note_workflow(request, "wf-cloud-1")
+    request.node.user_properties.append(("workflow_id", "wf-cloud-1"))
 """
 STAGING = {
     "IMAGEFLOW_TARGET": "staging",

@@ -15,8 +15,9 @@ from deploy.environments import get as get_environment
 from fixtures import sweep
 from fixtures.reporting import EPIC
 from fixtures.sweep import Account, Item
-from fixtures.target import REPO_ROOT, Overrides, build_target
+from fixtures.target import Overrides, build_target
 from fixtures.users import admin_auth
+from stack.state import REPO_ROOT
 
 pytestmark = [
     allure.epic(EPIC),

@@ -15,7 +15,8 @@ from deploy.environments import TargetError
 from deploy.environments import get as get_environment
 from deploy.environments import load as load_environments
 from fixtures.reporting import labels, registered_secrets
-from fixtures.target import REPO_ROOT, Overrides, build_target, stack_push_token
+from fixtures.target import Overrides, build_target, stack_push_token
+from stack.state import REPO_ROOT
 
 Severity = allure.severity_level
 INNER_TIMEOUT_SECONDS = 120
