@@ -212,7 +212,8 @@ def test_test_user_is_deleted_even_when_its_test_fails(
     if not target.is_local:
         pytest.skip("the inner run reuses the local stack")
     plugins = (
-        '["fixtures.stack", "fixtures.target", "fixtures.reporting", "fixtures.browser", "fixtures.users"]'
+        '["fixtures.stack", "fixtures.target", "fixtures.reporting", "fixtures.browser", "fixtures.users", '
+        '"fixtures.sweep"]'
     )
     (tmp_path / "conftest.py").write_text(f"pytest_plugins = {plugins}\n")
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
