@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote
 
 import allure
 import pytest
@@ -106,3 +107,44 @@ def test_anonymous_client_is_refused_the_workflow_document(
             f"{target.firestore_rest_url}/workflows/{workflow_id}", timeout=HTTP_TIMEOUT_SECONDS
         )
     assert response.status_code == 403, f"an anonymous read answered {response.status_code}"
+
+
+# Google Cloud Storage's public endpoints: the XML API and the JSON API (object, metadata, listing).
+STORAGE_PUBLIC = "https://storage.googleapis.com"
+
+
+@pytest.mark.e2e
+@pytest.mark.security
+@labels(
+    "Isolation",
+    "Stored originals and thumbnails are not readable without credentials",
+    allure.severity_level.BLOCKER,
+)
+def test_stored_objects_are_not_readable_from_storage_without_credentials(
+    request: pytest.FixtureRequest, target: Target
+) -> None:
+    if target.is_local:
+        pytest.skip(
+            "the storage emulator has no access control, so an anonymous read there proves nothing; "
+            "checked on Google Cloud targets"
+        )
+    session: ApiSession = request.getfixturevalue("logged_in_session")
+    watcher: WorkflowWatcher = request.getfixturevalue("workflow_watcher")
+    make_image: MakeImage = request.getfixturevalue("make_image")
+    result = completed(watcher, session.upload_one(make_image("plain_jpeg").multipart()))
+    names = [str(result.document["image"]["object"]), str(result.output("thumbnailer")["object"])]
+    bucket = quote(target.bucket, safe="")
+    urls = [f"{STORAGE_PUBLIC}/storage/v1/b/{bucket}/o"]
+    for name in names:
+        urls += [
+            f"{STORAGE_PUBLIC}/{bucket}/{quote(name)}",
+            f"{STORAGE_PUBLIC}/storage/v1/b/{bucket}/o/{quote(name, safe='')}",
+            f"{STORAGE_PUBLIC}/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media",
+        ]
+    with requests.Session() as anonymous:
+        for url in urls:
+            with allure.step(f"GET {url} without credentials is refused"):
+                answer = anonymous.get(url, allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS)
+                assert answer.status_code in (401, 403), (
+                    f"an anonymous GET {url} answered {answer.status_code}: the bucket is readable by anyone"
+                )

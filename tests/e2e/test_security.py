@@ -17,6 +17,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,12 +30,13 @@ from google.cloud import firestore
 from pipeline_checks import completed, refused_to_anonymous
 from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
 
+from fixtures import promises
 from fixtures.firestore import WorkflowWatcher
-from fixtures.images import MakeImage
+from fixtures.images import ImageFile, MakeImage
 from fixtures.reporting import labels, register_secret
 from fixtures.target import Target
 from fixtures.uploads import CSRF_HEADER, HTTP_TIMEOUT_SECONDS, ApiSession, form_with_token
-from fixtures.users import TestUser, UserFactory, throwaway_password
+from fixtures.users import IdentityToolkit, TestUser, UserFactory, throwaway_password
 from imageflow import clients
 from imageflow.dashboard.auth import EXPIRY_MARGIN_SECONDS
 from pages.dashboard import DashboardPage
@@ -48,6 +50,9 @@ SESSION_COOKIE = "imageflow_session"
 # What the signed session cookie may hold: the session id, an anonymous visitor's CSRF token,
 # one-shot messages and Flask's permanence flag. Anything else is a finding.
 COOKIE_KEYS = frozenset({"sid", "csrf", "_flashes", "_permanent"})
+# A header set to None is left out of the request (requests drops it from the session's headers):
+# a form probe sends its token in the form field alone.
+NO_CSRF_HEADER: dict[str, str | None] = {CSRF_HEADER: None}
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.")
 # Markup that would run or inject an element if any page rendered it as HTML.
 MARKUP_FILENAME = "<img src=x onerror=alert(1)>.jpg"
@@ -377,6 +382,47 @@ def test_pages_carry_a_strict_content_security_policy(target: Target) -> None:
     assert answer.headers.get("X-Content-Type-Options") == "nosniff"
 
 
+def cache_directives(answer: requests.Response) -> set[str]:
+    """The Cache-Control directives of an answer, lower case, without their values."""
+    value = answer.headers.get("Cache-Control", "")
+    return {d.split("=")[0].strip().lower() for d in value.split(",") if d.strip()}
+
+
+@labels("Security", "Answers that hold a user's data are never kept by a shared cache", Severity.CRITICAL)
+def test_answers_with_a_users_data_are_never_kept_by_a_shared_cache(
+    logged_in_session: ApiSession, make_image: MakeImage, workflow_watcher: WorkflowWatcher
+) -> None:
+    session = logged_in_session
+    workflow_id = session.upload_one(make_image("tiny_png").multipart())
+    completed(workflow_watcher, workflow_id)  # the thumbnail exists: every answer has data to hold
+    pages = (
+        "/",
+        f"/workflows/{workflow_id}",
+        "/api/uploads",
+        f"/api/workflows/{workflow_id}",
+        "/api/session",
+    )
+    for path in pages:
+        with allure.step(f"GET {path} as its owner: no-store, nosniff"):
+            answer = session.http.get(
+                f"{session.base}{path}", allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
+            )
+            assert answer.status_code == 200, f"GET {path} answered {answer.status_code}"
+            directives = cache_directives(answer)
+            assert "no-store" in directives, f"{path}: Cache-Control {answer.headers.get('Cache-Control')!r}"
+            assert answer.headers.get("X-Content-Type-Options") == "nosniff", f"{path}: no nosniff"
+    with allure.step("The thumbnail may be kept by the owner's browser only"):
+        path = f"/workflows/{workflow_id}/thumbnail"
+        answer = session.http.get(
+            f"{session.base}{path}", allow_redirects=False, timeout=HTTP_TIMEOUT_SECONDS
+        )
+        assert answer.status_code == 200, f"GET {path} answered {answer.status_code}"
+        directives = cache_directives(answer)
+        shown = f"{path}: Cache-Control {answer.headers.get('Cache-Control')!r} lets a shared cache keep it"
+        assert directives & {"private", "no-store"}, shown
+        assert "public" not in directives, shown
+
+
 @labels("Security", "Markup in user-controlled values is shown as text", Severity.CRITICAL)
 def test_markup_in_file_name_and_metadata_is_shown_as_text(
     logged_in_page: DashboardPage, make_image: MakeImage, workflow_watcher: WorkflowWatcher
@@ -435,44 +481,166 @@ def test_markup_in_file_name_and_metadata_is_shown_as_text(
     assert not csp_messages, f"CSP messages on the console: {csp_messages}"
 
 
-@labels("Security", "Every state-changing call refuses a missing or foreign CSRF token", Severity.CRITICAL)
-def test_api_upload_and_logout_refuse_a_missing_or_foreign_csrf_token(
+@dataclass(frozen=True)
+class CsrfProbe:
+    """One state-changing route of the dashboard, seen from the outside.
+
+    send(token) makes the request with that CSRF token (None: with none at all, neither field nor
+    header); own is the token of the session it is sent in; changed() says whether the request did
+    what the route does (stored an upload, ended or began a session, created an account).
+    """
+
+    send: Callable[[str | None], requests.Response]
+    own: str
+    changed: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class CsrfScene:
+    """What a probe is built from: logged-in and anonymous sessions, users, the toolkit and one image."""
+
+    api_session: Callable[[TestUser], ApiSession]
+    user_factory: UserFactory
+    toolkit: IdentityToolkit
+    image: ImageFile
+    anonymous: Callable[[], ApiSession]
+
+
+def _token_field(token: str | None) -> dict[str, str]:
+    return {"csrf_token": token} if token is not None else {}
+
+
+def _upload_form_probe(scene: CsrfScene) -> CsrfProbe:
+    owner = scene.api_session(scene.user_factory())
+
+    def send(token: str | None) -> requests.Response:
+        return owner.http.post(
+            f"{owner.base}/",
+            data=_token_field(token),
+            files=[("files", scene.image.multipart())],
+            headers=NO_CSRF_HEADER,
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+
+    return CsrfProbe(send, owner.csrf_token, lambda: owner.uploads().json() != [])
+
+
+def _api_upload_probe(scene: CsrfScene) -> CsrfProbe:
+    owner = scene.api_session(scene.user_factory())
+
+    def send(token: str | None) -> requests.Response:
+        return owner.http.post(
+            f"{owner.base}/api/uploads",
+            files=[("files", scene.image.multipart())],
+            headers={CSRF_HEADER: token},
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+
+    return CsrfProbe(send, owner.csrf_token, lambda: owner.uploads().json() != [])
+
+
+def _logout_probe(scene: CsrfScene) -> CsrfProbe:
+    owner = scene.api_session(scene.user_factory())
+
+    def send(token: str | None) -> requests.Response:
+        return owner.http.post(
+            f"{owner.base}/logout",
+            data=_token_field(token),
+            headers=NO_CSRF_HEADER,
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+
+    return CsrfProbe(send, owner.csrf_token, lambda: owner.uploads().status_code != 200)
+
+
+def _login_probe(scene: CsrfScene) -> CsrfProbe:
+    visitor, user = scene.anonymous(), scene.user_factory()
+    _, own = form_with_token(visitor.http, visitor.base, "/login")
+
+    def send(token: str | None) -> requests.Response:
+        return visitor.http.post(
+            f"{visitor.base}/login",
+            data={"email": user.email, "password": user.password, **_token_field(token)},
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+
+    return CsrfProbe(send, own, lambda: visitor.uploads().status_code == 200)
+
+
+def _register_probe(scene: CsrfScene) -> CsrfProbe:
+    visitor, credentials = scene.anonymous(), scene.user_factory(register=False)
+    _, own = form_with_token(visitor.http, visitor.base, "/register")
+    form = {"email": credentials.email, "password": credentials.password}
+
+    def send(token: str | None) -> requests.Response:
+        return visitor.http.post(
+            f"{visitor.base}/register",
+            data={**form, "confirm_password": credentials.password, **_token_field(token)},
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+
+    return CsrfProbe(send, own, lambda: scene.toolkit.account_exists(credentials.email))
+
+
+# How to probe each of the dashboard's state-changing routes (fixtures.promises lists them).
+CSRF_PROBES: dict[str, Callable[[CsrfScene], CsrfProbe]] = {
+    "POST /": _upload_form_probe,
+    "POST /api/uploads": _api_upload_probe,
+    "POST /logout": _logout_probe,
+    "POST /login": _login_probe,
+    "POST /register": _register_probe,
+}
+
+
+@pytest.fixture
+def csrf_scene(
+    target: Target,
     api_session: Callable[[TestUser], ApiSession],
     user_factory: UserFactory,
+    identity_toolkit: IdentityToolkit,
     make_image: MakeImage,
-    target: Target,
+) -> Iterator[CsrfScene]:
+    """The parts a CSRF probe is built from; the anonymous sessions it opens are closed at teardown."""
+    opened: list[ApiSession] = []
+
+    def anonymous() -> ApiSession:
+        opened.append(ApiSession(target))
+        return opened[-1]
+
+    yield CsrfScene(api_session, user_factory, identity_toolkit, make_image("tiny_png"), anonymous)
+    for session in opened:
+        session.close()
+
+
+@labels("Security", "The CSRF probes cover every state-changing route", Severity.NORMAL)
+def test_every_state_changing_route_has_a_csrf_probe() -> None:
+    assert set(CSRF_PROBES) == promises.STATE_CHANGING_ROUTES, (
+        f"probes {sorted(CSRF_PROBES)}, routes {sorted(promises.STATE_CHANGING_ROUTES)}"
+    )
+
+
+@labels("Security", "Every state-changing route refuses a missing or foreign CSRF token", Severity.CRITICAL)
+@pytest.mark.parametrize("token", ["missing", "foreign"])
+@pytest.mark.parametrize("route", sorted(CSRF_PROBES))
+def test_state_changing_route_refuses_a_missing_or_foreign_csrf_token(
+    route: str, token: str, csrf_scene: CsrfScene
 ) -> None:
-    owner, other = api_session(user_factory()), api_session(user_factory())
-    image = make_image("tiny_png")
-    for label, token in (("no", None), ("another session's", other.csrf_token)):
-        with allure.step(f"POST /api/uploads and /logout with {label} CSRF token"):
-            headers = {CSRF_HEADER: token} if token else {}
-            owner.http.headers.pop(CSRF_HEADER, None)
-            upload = owner.http.post(
-                f"{target.dashboard_url}/api/uploads",
-                files=[("files", image.multipart())],
-                headers=headers,
-                timeout=HTTP_TIMEOUT_SECONDS,
-            )
-            assert 400 <= upload.status_code < 500, (
-                f"an upload with {label} token answered {upload.status_code}"
-            )
-            out = owner.http.post(
-                f"{target.dashboard_url}/logout",
-                data={"csrf_token": token} if token else {},
-                allow_redirects=False,
-                timeout=HTTP_TIMEOUT_SECONDS,
-            )
-            assert 400 <= out.status_code < 500, f"a logout with {label} token answered {out.status_code}"
-    owner.http.headers[CSRF_HEADER] = owner.csrf_token
-    listed = owner.uploads()
-    assert listed.status_code == 200, "the owner was logged out by a request without their token"
-    assert listed.json() == [], f"an upload without the owner's token was stored: {listed.json()}"
-    with allure.step(
-        "With the owner's own token the same upload is accepted (the refusals were about the token)"
-    ):
-        accepted = owner.upload([image.multipart()])
-        assert accepted.status_code == 201, f"the owner's upload answered {accepted.status_code}"
+    probe = CSRF_PROBES[route](csrf_scene)
+    foreign = csrf_scene.api_session(csrf_scene.user_factory()).csrf_token if token == "foreign" else None
+    with allure.step(f"{route} with {'another session' if foreign else 'no'} CSRF token is refused"):
+        refused = probe.send(foreign)
+        assert 400 <= refused.status_code < 500, (
+            f"{route} with a {token} CSRF token answered {refused.status_code}: {refused.text[:200]}"
+        )
+        assert not probe.changed(), f"{route} with a {token} CSRF token was carried out"
+    with allure.step(f"{route} with the session's own token is carried out (the refusal was the token's)"):
+        done = probe.send(probe.own)
+        assert done.status_code < 400, f"{route} with its own token answered {done.status_code}"
+        assert probe.changed(), f"{route} with the session's own token changed nothing"
 
 
 @labels("Security", "Login bursts are limited per account", Severity.CRITICAL)
