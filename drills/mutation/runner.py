@@ -84,7 +84,6 @@ PART_TESTS = {
         "tests/e2e/test_agents.py",
         "tests/e2e/test_push_security.py",
         "tests/e2e/test_resilience.py",
-        "tests/e2e/test_dead_letter.py",
     ),
     "dashboard": (
         "tests/e2e/test_upload.py",

@@ -5,11 +5,18 @@ the rest of the system to its promises: a failed workflow names the agent within
 deadline, never completes, leaves no step running, never runs the finalizer, and the page says so;
 transient failures are redelivered a bounded number of times and then recover, or end in the
 dead-letter topic with the workflow failed; a failed publish is re-published without redoing the
-work; an upload the dashboard could not store or queue is never reported as accepted.
+work; an upload the dashboard could not store or queue is never reported as accepted. The
+dead-letter witness is shown not to be vacuous: a message no agent can ever take really reaches it.
+
+The scenarios share one worker: while one agent's pushes keep failing, the Pub/Sub emulator is slow
+to redeliver on the other subscriptions too, so two of these at once delay each other past their
+deadlines (seen in parallel runs: the unknown workflow's message got two deliveries of five in 180 s
+while another scenario's agent answered 5xx).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,15 +36,22 @@ from fixtures.firestore import Document, WatchResult, WorkflowWatcher
 from fixtures.images import MakeImage
 from fixtures.pubsub import Taps
 from fixtures.reporting import labels
-from fixtures.target import Target
+from fixtures.target import Target, unique_name
 from fixtures.timeline import as_datetime
 from fixtures.uploads import ApiSession
 from fixtures.users import TestUser, UserFactory
-from imageflow import test_failures
+from imageflow import clients, test_failures
 from imageflow.manifest import Manifest
 from pages.dashboard import DashboardPage
 
-pytestmark = [pytest.mark.e2e, pytest.mark.destructive, pytest.mark.resilience]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.destructive,
+    pytest.mark.resilience,
+    pytest.mark.one_worker("failing pushes slow the emulator's redeliveries for every scenario here"),
+]
+# Pub/Sub backs off between failed pushes (about 15 s for 5 attempts on the emulator; longer on Cloud).
+DEAD_LETTER_TIMEOUT_SECONDS = 180
 Severity = allure.severity_level
 
 # Slack on top of a manifest deadline for the writes and pushes around the failing step itself.
@@ -392,3 +406,29 @@ def test_failure_plans_are_out_of_every_clients_reach(
     assert answers == dict.fromkeys(answers, 403), answers
     still = test_failures.agent_mode(failure_plans.client, new_user.uid, "validator")
     assert still == test_failures.Mode("error"), f"the plan changed under a client's request: {still}"
+
+
+@labels("Pub/Sub", "A message that can never succeed is dead-lettered", Severity.CRITICAL)
+def test_message_for_unknown_workflow_is_dead_lettered_after_max_attempts(
+    pubsub_taps: Taps, pipeline_manifest: Manifest, target: Target
+) -> None:
+    workflow_id = unique_name("dl")
+    upload_topic = pubsub_taps.topics[pipeline_manifest.upload_topic]
+    payload = {"workflow_id": workflow_id, "owner": "nobody", "bucket": target.bucket, "object": "missing"}
+    with allure.step(f"Publish a message for the unknown workflow {workflow_id} on {upload_topic}"):
+        clients.publish(target.project, upload_topic, json.dumps(payload).encode(), workflow_id=workflow_id)
+
+    dead = pubsub_taps.wait_for(
+        pipeline_manifest.dead_letter_topic, workflow_id, count=1, timeout=DEAD_LETTER_TIMEOUT_SECONDS
+    )
+
+    assert dead, f"nothing reached {pipeline_manifest.dead_letter_topic} for {workflow_id}"
+    triggered = {
+        pipeline_manifest.subscription_name(agent.name, pipeline_manifest.upload_topic)
+        for agent in pipeline_manifest.agents
+        if pipeline_manifest.upload_topic in agent.triggers
+    }
+    sources = {m.attributes.get("CloudPubSubDeadLetterSourceSubscription", "") for m in dead}
+    assert {s.removeprefix(target.lane) for s in sources} <= triggered, f"dead-lettered from {sources}"
+    attempts = {m.attributes.get("CloudPubSubDeadLetterSourceDeliveryCount") for m in dead}
+    assert attempts == {str(pipeline_manifest.max_delivery_attempts)}, f"delivery counts {attempts}"
