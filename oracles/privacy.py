@@ -5,7 +5,9 @@ by this module's own walk of the container (JPEG segments, PNG chunks, WebP chun
 bytes after the end), which decodes what exiftool may not: EXIF GPS IFDs in TIFF payloads, XMP, IPTC,
 PNG text (zTXt is zlib, iTXt may be), ImageMagick's hex "Raw profile type exif/APP1", comments.
 Text is judged by the numbers in it, never by substrings: a clock time 13:42:58.809905 is a time
-(its "58.8" is not the position's seconds), a size 52 is not a latitude.
+(its "58.8" is not the position's seconds), a size 52 is not a latitude. Identifiers the system made
+up (an account's uid, a workflow id) are blanked before a value is read: a random uid can spell
+"gPS" or carry digits that read as a position.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import re
 import struct
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,7 +77,9 @@ def text_names_position(text: str, position: Position) -> bool:
     return names_position([float(n) for n in NUMBER.findall(CLOCK_TIME.sub(" ", text))], position)
 
 
-def document_leaks(value: object, position: Position, path: str = "") -> list[str]:
+def document_leaks(
+    value: object, position: Position, path: str = "", identifiers: Collection[str] = ()
+) -> list[str]:
     """Every place in a document (JSON-like) where a GPS key or the position appears, as `path = value`."""
     found: list[str] = []
     if isinstance(value, Mapping):
@@ -83,28 +87,38 @@ def document_leaks(value: object, position: Position, path: str = "") -> list[st
             where = f"{path}.{key}" if path else str(key)
             if "gps" in str(key).lower() and key not in ALLOWED_KEYS:
                 found.append(f"{where} = {item!r}"[:200])
-            found.extend(document_leaks(item, position, where))
+            found.extend(document_leaks(item, position, where, identifiers))
     elif isinstance(value, list | tuple):
         numbers = [float(v) for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
         if len(numbers) == len(value) and names_position(numbers, position):
             found.append(f"{path} = {value!r}"[:200])
         else:
             for index, item in enumerate(value):
-                found.extend(document_leaks(item, position, f"{path}[{index}]"))
+                found.extend(document_leaks(item, position, f"{path}[{index}]", identifiers))
     elif not isinstance(value, datetime):  # a timestamp's digits once read as "58.8": 13:42:58.809905
-        text = json.dumps(value, default=str)
+        text = _blank(json.dumps(value, default=str), identifiers)
         if "gps" in text.lower() or text_names_position(text, position):
             found.append(f"{path} = {text}"[:200])
     return found
 
 
-def text_leaks(text: str, position: Position, where: str = "text") -> list[str]:
+def text_leaks(
+    text: str, position: Position, where: str = "text", identifiers: Collection[str] = ()
+) -> list[str]:
     """Every line of a text (a page's HTML, a log) whose numbers hold the position."""
     return [
         f"{where} line {number}: {line.strip()[:TEXT_SNIPPET]}"
         for number, line in enumerate(text.splitlines(), start=1)
-        if text_names_position(line, position)
+        if text_names_position(_blank(line, identifiers), position)
     ]
+
+
+def _blank(text: str, identifiers: Collection[str]) -> str:
+    """The text with every identifier replaced by a space, so its letters and digits are not read."""
+    for identifier in identifiers:
+        if identifier:
+            text = text.replace(identifier, " ")
+    return text
 
 
 def blob_leaks(data: bytes, position: Position) -> list[str]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import json
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +33,7 @@ from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.images import PDF_MAX_JUNK, SAMPLES, VARIANT_SHAPES, RefusedVariant
 from fixtures.reporting import labels, register_secret
 from fixtures.target import Target, stack_push_token
-from fixtures.uploads import ApiSession, accepted_ids
+from fixtures.uploads import HTTP_TIMEOUT_SECONDS, ApiSession, accepted_ids
 from fixtures.users import TestUser
 from imageflow.config import PUSH_TOKEN_PARAM
 from imageflow.manifest import Manifest
@@ -41,7 +43,6 @@ pytestmark = pytest.mark.e2e
 Part = tuple[str, bytes, str]
 ApiFor = Callable[[TestUser], ApiSession]
 Severity = allure.severity_level
-HTTP_TIMEOUT_SECONDS = 30
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
@@ -153,6 +154,59 @@ def _numbered(parts: list[Part]) -> list[Part]:
     return [(f"{i}-{name}", data, declared) for i, (name, data, declared) in enumerate(parts)]
 
 
+# --- the two ways in: the JSON API and the page's upload form --------------------------------------
+
+Answered = tuple[dict[str, str], dict[str, str]]
+FLASHED = re.compile(r'data-testid="(flash|upload-error)">([^<]*)<')
+
+
+def _through_api(session: ApiSession, parts: list[Part]) -> Answered:
+    """POST /api/uploads: ({name: workflow id} accepted, {name: reason} refused) from its JSON answer."""
+    response = session.post_files(parts)
+    no_server_error(response)
+    assert response.status_code in (201, 400), f"answered {response.status_code}: {response.text[:300]}"
+    return accepted_ids(response), refusals(response)
+
+
+def _through_form(session: ApiSession, parts: list[Part]) -> Answered:
+    """POST / as the page's form does; what was accepted and refused, read from the page it leads to.
+
+    Accepted: the uploads the list gained, each also flashed "Uploaded NAME"; refused: the upload
+    errors, each naming its file first (the same reasons the API gives).
+    """
+    before = {str(row["workflow_id"]) for row in session.uploads().json()}
+    response = session.http.post(
+        f"{session.base}/",
+        data={"csrf_token": session.csrf_token},
+        files=[("files", p) for p in parts],
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    no_server_error(response, "POST / (the upload form)")
+    assert response.status_code == 200, f"the form's redirect ended at {response.status_code}"
+    flashed = [(kind, html.unescape(text)) for kind, text in FLASHED.findall(response.text)]
+    gained = {
+        str(row["filename"]): str(row["workflow_id"])
+        for row in session.uploads().json()
+        if str(row["workflow_id"]) not in before
+    }
+    uploaded = sorted(text.removeprefix("Uploaded ") for kind, text in flashed if kind == "flash")
+    assert uploaded == sorted(gained), (
+        f"the page says it uploaded {uploaded}, the list gained {sorted(gained)}"
+    )
+    refused: dict[str, str] = {}
+    for text in (text for kind, text in flashed if kind == "upload-error"):
+        named = [p[0] for p in parts if text.startswith(p[0])]
+        assert len(named) == 1, f"the upload error {text!r} names none of the files (or several): {named}"
+        refused[named[0]] = text
+    return gained, refused
+
+
+CHANNELS: dict[str, Callable[[ApiSession, list[Part]], Answered]] = {
+    "POST /api/uploads": _through_api,
+    "POST /": _through_form,
+}
+
+
 # --- the sentinel: an upload made before the hostile ones, that must come out of them untouched ----
 
 
@@ -232,15 +286,13 @@ def test_malformed_files_are_refused_or_rejected_on_purpose_and_nothing_stored_i
     sentinel = _sentinel(session, workflow_watcher, pipeline_manifest)
     before = _settled_state(sentinel, upload_bucket)
 
-    @given(st.lists(malformed_files(), min_size=1, max_size=4))
-    def answered_on_purpose(drawn: list[Part]) -> None:
+    @given(st.sampled_from(sorted(CHANNELS)), st.lists(malformed_files(), min_size=1, max_size=4))
+    def answered_on_purpose(channel: str, drawn: list[Part]) -> None:
         parts = _numbered(drawn)
-        response = session.post_files(parts)
-        no_server_error(response)
-        assert response.status_code in (201, 400), f"answered {response.status_code}: {response.text[:300]}"
-        ids, refused = accepted_ids(response), refusals(response)
+        ids, refused = CHANNELS[channel](session, parts)
+        answered = {"accepted": sorted(ids), "refused": sorted(refused)}
         assert set(ids) | set(refused) == {p[0] for p in parts}, (
-            f"files neither accepted nor refused: {response.text}"
+            f"{channel}: not every file answered: {answered}"
         )
         for name, reason in refused.items():
             one_line(reason, f"the refusal of {name}")

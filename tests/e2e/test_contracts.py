@@ -28,7 +28,7 @@ from contract_checks import (
 )
 from google.cloud import storage
 from PIL import Image
-from pipeline_checks import every_agent_once
+from pipeline_checks import api_agrees, every_agent_once
 
 from fixtures import promises
 from fixtures.dashboard import ROW_PATTERN, FilePart, element_text, multipart
@@ -105,7 +105,8 @@ class Settled:
 
 
 def upload_all(session: ApiSession, watcher: WorkflowWatcher, parts: Sequence[Part]) -> list[Settled]:
-    """Upload every part (batched), insist each was accepted, and wait for each workflow to end."""
+    """Upload every part (batched), insist each was accepted, wait for each workflow to end, and hold
+    the owner's API view of each settled one against its document."""
     ids: dict[str, str] = {}
     for batch in chunks(parts):
         response = session.upload(batch)
@@ -118,7 +119,11 @@ def upload_all(session: ApiSession, watcher: WorkflowWatcher, parts: Sequence[Pa
             f"accepted {sorted(accepted)} of {[p[0] for p in batch]}"
         )
         ids.update(accepted)
-    return [Settled(p, watcher.watch(ids[p[0]])) for p in parts]
+    settled = [Settled(p, watcher.watch(ids[p[0]])) for p in parts]
+    for item in settled:
+        if item.result.reached:
+            api_agrees(item.result, session)
+    return settled
 
 
 def all_completed_once(settled: Sequence[Settled], manifest: Manifest) -> None:
@@ -344,6 +349,7 @@ def rejected_by_content(
     for name, workflow_id in ids.items():
         result = watcher.watch(workflow_id)
         assert result.reached, result.message
+        api_agrees(result, session)
         document = result.document or {}
         reasons[name] = (result.status, document.get("reason"))
         steps = {
@@ -545,7 +551,8 @@ def test_metadata_in_every_container_is_kept_or_removed_as_promised_and_location
         for where, data in (("original", original), ("thumbnail", thumbnail)):
             if located := _location_found(data):
                 wrong[f"{promise.container}: {where}"] = f"location left: {located}"
-        if leaks := privacy.document_leaks(document, POSITION):
+        ids = (new_user.uid, item.result.workflow_id)
+        if leaks := privacy.document_leaks(document, POSITION, identifiers=ids):
             wrong[f"{promise.container}: document"] = f"location left: {leaks}"
         if _location_found(item.part[1]) and document["image"].get("gps_removed") is not True:
             wrong[f"{promise.container}: gps_removed"] = str(document["image"].get("gps_removed"))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import allure
 import pytest
@@ -28,7 +28,7 @@ from fixtures.firestore import (
     status_is,
     tally,
 )
-from fixtures.invariants import Violation, check, describe
+from fixtures.invariants import Violation, api_view_rules, check, describe
 from fixtures.reporting import EPIC
 from imageflow import manifest as manifest_module
 from imageflow.workflow import new_document
@@ -581,6 +581,52 @@ def test_check_leaves_the_document_unchanged() -> None:
     before = copy.deepcopy(document)
     check(document, MANIFEST, REVISIONS, WORKFLOW_ID)
     assert document == before
+
+
+# --- the owner's API view is held against the document ---------------------------------------------
+
+
+def _api_view(document: Document) -> Document:
+    """What an honest GET /api/workflows/ID answers: the document as JSON (timestamps as text)."""
+    return cast(Document, json.loads(json.dumps(document, default=str)))
+
+
+@allure.story("An honest API view of every final status agrees with its document")
+@pytest.mark.parametrize("build", [completed, rejected, failed, failed_by_dashboard])
+def test_api_view_that_says_what_the_document_says_agrees(build: Callable[[], Document]) -> None:
+    document = build()
+    assert list(api_view_rules(document, _api_view(document))) == []
+    later = _api_view(document)
+    later["steps"][JUDGE]["deliveries"] = 2  # a duplicate push counted after the document was read
+    assert list(api_view_rules(document, later)) == []
+
+
+API_VIEW_BREAKS: list[tuple[str, Callable[[Document], None], tuple[str, str]]] = [
+    ("another status", lambda v: v.update(status="running"), ("workflow", "api-says-document")),
+    ("another owner", lambda v: v.update(owner="someone-else"), ("workflow", "api-says-document")),
+    ("a step missing", lambda v: v["steps"].pop(FAN_OUT[0]), ("workflow", "api-says-document")),
+    ("an older revision", lambda v: v["steps"][JUDGE].update(revision="old"), (JUDGE, "api-says-document")),
+    (
+        "another output",
+        lambda v: v["steps"][FAN_OUT[1]]["output"].update(x=1),
+        (FAN_OUT[1], "api-says-document"),
+    ),
+    ("fewer deliveries", lambda v: v["steps"][JUDGE].update(deliveries=0), (JUDGE, "api-says-document")),
+]
+
+
+@allure.story("An API view that says otherwise than the document is named by step")
+@pytest.mark.parametrize(
+    ("label", "change", "expected"), API_VIEW_BREAKS, ids=[c[0] for c in API_VIEW_BREAKS]
+)
+def test_api_view_that_says_otherwise_is_named(
+    label: str, change: Callable[[Document], None], expected: tuple[str, str]
+) -> None:
+    document = completed()
+    view = _api_view(document)
+    change(view)
+    found = {(v.step, v.rule) for v in api_view_rules(document, view)}
+    assert found == {expected}, f"{label}: {found}"
 
 
 # --- the watcher holds every settled document to them, once, and counts it --------------------------

@@ -187,6 +187,17 @@ def test_every_form_of_the_position_is_found_with_its_path(document: dict[str, A
     assert leaks[0].startswith(f"{where} = "), leaks
 
 
+def test_an_identifier_that_spells_gps_is_not_a_leak_and_hides_nothing_beside_it() -> None:
+    uid = "VwpSPTuYQgPSeMSTufRtuvRXQO3c"  # an Auth uid seen in a run: "gPS"
+    document = {"owner": uid, "image": {"object": f"originals/{uid}/photo.jpg"}}
+    assert document_leaks(document, POSITION, identifiers=(uid,)) == []
+    assert [leak.split(" = ")[0] for leak in document_leaks(document, POSITION)] == ["owner", "image.object"]
+    planted = {"owner": uid, "where": f"{uid} 52.5163, 13.3777"}
+    found = document_leaks(planted, POSITION, identifiers=(uid,))
+    assert [leak.split(" = ")[0] for leak in found] == ["where"]
+    assert text_leaks(f"<td>{uid}</td><td>52.5163</td>", POSITION, "page", identifiers=(uid,))
+
+
 def test_a_page_is_read_line_by_line() -> None:
     page = "<html>\n<p>uploaded 2026-11-30 13:42:58.809905</p>\n<td data-lat='52.5163'>x</td>\n</html>"
     assert text_leaks(page, POSITION, "page") == ["page line 3: <td data-lat='52.5163'>x</td>"]
