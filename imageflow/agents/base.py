@@ -6,7 +6,8 @@ Each delivery is answered on purpose (Pub/Sub redelivers anything but a 2xx):
   403  a wrong push verification token
   413  a body over PUSH_BODY_LIMIT_BYTES, refused from its Content-Length or, chunked, as soon as
        the limit is passed: never read in full
-  404  the workflow (or this agent's step in it) does not exist
+  404  the workflow (or this agent's step in it) does not exist, or was deleted while the
+       delivery worked on it
   200  done, a duplicate of done work, a closed workflow, a rejection or an agent failure
        (the failure is recorded in the workflow document, retrying would not help)
   503  ask for redelivery: another delivery holds the step, or a transient infrastructure error
@@ -352,6 +353,10 @@ class Agent:
             return Outcome(200, "duplicate")
         return self.publish_and_mark(job) or Outcome(200, "republished")
 
+    def exists(self, workflow_id: str) -> bool:
+        """True when the workflow document is there (a delivery may outlive its deletion)."""
+        return workflow_id != "-" and workflow.workflow_ref(self.db(), workflow_id).get().exists
+
     def new_job(self, delivery: Delivery, document: dict[str, Any]) -> Job:
         """The job handed to the handler."""
         return Job(delivery, document, self.settings, self.spec, self.manifest, self.faults)
@@ -521,6 +526,13 @@ def create_agent_app(
                     workflow_id = delivery.workflow_id
                     logs.bind(workflow_id=workflow_id)  # the request's teardown unbinds it
                     outcome = agent.deliver(delivery)
+        except google_exceptions.NotFound as exc:
+            if agent.exists(workflow_id):
+                log.exception("delivery error workflow=%s agent=%s", workflow_id, name)
+                outcome = Outcome(500, "error", {"error": f"{type(exc).__name__}"})
+            else:
+                # Its owner deleted the workflow mid-delivery: as unknown as one that never was.
+                outcome = Outcome(404, "unknown-workflow", {"error": "the workflow was deleted meanwhile"})
         except Exception as exc:
             # Firestore itself failing around the work (claim, record): ask for a redelivery.
             status = 503 if _is_transient(exc) else 500

@@ -29,6 +29,7 @@ from agent_harness import (
     unique,
 )
 from google.api_core import exceptions as google_exceptions
+from google.cloud import firestore
 from PIL import Image
 from werkzeug.test import TestResponse
 
@@ -314,6 +315,28 @@ def test_unknown_workflow_is_404(backend: Backend, make_app: MakeApp) -> None:
         response = push(make_app(name), ghost, backend.bucket_name)
         assert response.status_code == 404, name
         assert response.is_json
+
+
+@pytest.mark.parametrize("record", ["complete_step", "fail_step"])
+def test_a_workflow_deleted_mid_delivery_is_404_not_a_server_error(
+    backend: Backend, make_upload: MakeUpload, make_app: MakeApp, monkeypatch: pytest.MonkeyPatch, record: str
+) -> None:
+    upload = make_upload("plain_jpeg", done=["validator"])
+    if record == "fail_step":
+        backend.bucket.blob(upload.object_name).delete()  # the work fails, so the failure is recorded
+    original = getattr(workflow, record)
+
+    def deleted_first(client: firestore.Client, workflow_id: str, *args: Any, **kwargs: Any) -> None:
+        workflow.workflow_ref(client, workflow_id).delete()
+        original(client, workflow_id, *args, **kwargs)
+
+    monkeypatch.setattr(workflow, record, deleted_first)
+    response = push(make_app("analysis"), upload, backend.bucket_name)
+
+    assert (response.status_code, response.get_json()["outcome"]) == (404, "unknown-workflow"), (
+        response.get_json()
+    )
+    assert not workflow.workflow_ref(backend.db, upload.workflow_id).get().exists
 
 
 # --- errors: agent, transient, publish ---------------------------------------------------------
