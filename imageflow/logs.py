@@ -79,6 +79,12 @@ def _severity(levelno: int) -> str:
     return "DEFAULT"
 
 
+def redact_credentials(text: str) -> str:
+    """The text with anything credential-shaped masked: JWTs and credential query parameters."""
+    text = _CREDENTIALS[0].sub(REDACTED, text)
+    return _CREDENTIALS[1].sub(lambda m: m.group(1) + REDACTED, text)
+
+
 class JsonFormatter(logging.Formatter):
     """One Cloud Logging JSON object per record, secrets and credentials masked."""
 
@@ -92,8 +98,7 @@ class JsonFormatter(logging.Formatter):
         """The text with every known secret and anything credential-shaped masked."""
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
-        text = _CREDENTIALS[0].sub(REDACTED, text)
-        return _CREDENTIALS[1].sub(lambda m: m.group(1) + REDACTED, text)
+        return redact_credentials(text)
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""

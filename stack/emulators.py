@@ -127,7 +127,9 @@ def start_pubsub(tools: Tools, run_dir: Path, port: int | None = None) -> Emulat
     """Start the Pub/Sub emulator (its flags only parse in the --flag=value form)."""
     port = port or processes.free_port()
     command = [str(tools.pubsub), f"--host={HOST}", f"--port={port}"]
-    process = processes.start("pubsub", command, run_dir / "logs" / "pubsub.log")
+    # The emulator logs unacknowledged pushes with their endpoint URL, push token included.
+    masked = [sys.executable, "-m", "stack.log_filter", *command]
+    process = processes.start("pubsub", masked, run_dir / "logs" / "pubsub.log", cwd=REPO_ROOT)
     return Emulator("pubsub", f"{HOST}:{port}", process)
 
 

@@ -75,7 +75,7 @@ def create_app(settings: Any = None) -> Flask:
         _RELEASE.set()
         return jsonify(released=True)
 
-    @app.get("/status/<int:code>")
+    @app.route("/status/<int:code>", methods=["GET", "POST"])
     def status(code: int) -> tuple[str, int]:
         return "", code
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -225,6 +226,40 @@ def test_push_subscriptions_deliver_through_the_router(echo_env: tuple[StackCont
     finally:
         subscriber.close()
         control.delete_lane(lane)
+
+
+def test_the_pubsub_log_never_holds_a_push_token(echo_env: tuple[StackControl, str]) -> None:
+    control, _ = echo_env
+    current = control.state
+    token = "tk" + uuid.uuid4().hex
+    topic, name = f"st-log-{uuid.uuid4().hex[:8]}", f"st-log-{uuid.uuid4().hex[:8]}--echoer"
+    log = Path(current.run_dir) / "logs" / "pubsub.log"
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic_path = publisher.topic_path(current.project, topic)
+    subscription = subscriber.subscription_path(current.project, name)
+    try:
+        publisher.create_topic(request={"name": topic_path})
+        endpoint = (
+            f"{current.services['echoer'].url}/status/503?token={token}"  # answers 503: never acknowledged
+        )
+        subscriber.create_subscription(
+            request={"name": subscription, "topic": topic_path, "push_config": {"push_endpoint": endpoint}}
+        )
+        publisher.publish(topic_path, b"{}").result(timeout=30)
+        processes.wait_until(
+            lambda: "status/503" in log.read_text(errors="replace"),
+            "the Pub/Sub emulator logging the refused push",
+            timeout=60,
+        )
+        text = log.read_text(errors="replace")
+        assert token not in text, "the push token is in the Pub/Sub emulator's log"
+        assert "/status/503?token=[redacted]" in text
+    finally:
+        with contextlib.suppress(exceptions.NotFound):
+            subscriber.delete_subscription(request={"subscription": subscription})
+        with contextlib.suppress(exceptions.NotFound):
+            publisher.delete_topic(request={"topic": topic_path})
+        subscriber.close()
 
 
 def test_storage_emulator_round_trip(echo_env: tuple[StackControl, str]) -> None:

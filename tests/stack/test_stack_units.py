@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -134,3 +135,42 @@ def test_sweep_removes_only_old_runs_whose_stack_is_gone(tmp_path: Path) -> None
     assert runner.sweep_old_runs(tmp_path) == [old]
     assert recent.exists()
     assert live.exists()
+
+
+def test_log_filter_masks_credentials_and_keeps_the_exit_status(tmp_path: Path) -> None:
+    token = "Tk_" + os.urandom(8).hex()
+    script = (
+        f"print(\"INFO: Failed to push to endpoint 'http://127.0.0.1:1/?token={token}': 503\");"
+        "print('plain line'); raise SystemExit(3)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.log_filter", sys.executable, "-c", script],
+        cwd=state.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert token not in result.stdout
+    assert result.stdout.splitlines() == [
+        "INFO: Failed to push to endpoint 'http://127.0.0.1:1/?token=[redacted]': 503",
+        "plain line",
+    ]
+
+
+def test_log_filter_refuses_a_missing_command_in_one_line() -> None:
+    for argv, status, words in (
+        ([], 2, "usage:"),
+        (["/nonexistent/tool"], 127, "cannot run /nonexistent/tool"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "stack.log_filter", *argv],
+            cwd=state.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (result.returncode, result.stderr.count("\n")) == (status, 1), result.stderr
+        assert words in result.stderr
