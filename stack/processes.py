@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 HOST = "127.0.0.1"
 STOP_GRACE_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.1
@@ -47,34 +49,19 @@ def _reap(pid: int) -> None:
 
 
 def group_members(pgid: int) -> list[tuple[int, str]]:
-    """(pid, state) of every process in the group, read from /proc (Linux)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself contain spaces or parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            members.append((int(entry.name), fields[0]))
+    """(pid, status) of every process in the group, status as psutil names it ("zombie", "sleeping")."""
+    members: list[tuple[int, str]] = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):  # gone meanwhile, or not ours to read
+            if os.getpgid(process.pid) == pgid:
+                members.append((process.pid, process.status()))
     return members
 
 
 def group_alive(pgid: int) -> bool:
     """True while any process of the group still runs (zombies, already dead, do not count)."""
     _reap(pgid)
-    if Path("/proc/self/stat").exists():
-        return any(state != "Z" for _pid, state in group_members(pgid))
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return any(status != psutil.STATUS_ZOMBIE for _pid, status in group_members(pgid))
 
 
 def stop_group(
@@ -273,17 +260,9 @@ MARKER_ENV = "IMAGEFLOW_STACK_TEST_MARKER"
 
 def processes_with_env(name: str, value: str) -> list[str]:
     """Command lines of live processes whose environment has name=value (leak checks in tests)."""
-    needle = f"{name}={value}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            stat = (entry / "stat").read_text()
-            if stat[stat.rfind(")") + 2] != "Z":
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):  # gone meanwhile, or not ours to read
+            if process.environ().get(name) == value and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(" ".join(process.cmdline()))
     return found

@@ -92,7 +92,7 @@ def test_production_gate_backs_up_first_and_needs_confirmation(
         c.preflight()
         + c.infrastructure_present()
         + c.secrets()
-        + [c.g("firestore", "export", backup, "--format=json")]
+        + [c.gcloud("firestore", "export", backup, "--format=json")]
         + c.candidates()
         + c.rules("imageflow-dashboard-00001-old")
         + c.lane_open()
@@ -345,7 +345,7 @@ def test_rollback_session_restores_previous_revisions_rules_and_named_backup(
             c.run("revisions", "describe", "imageflow-dashboard-00001-old", "--format=json"),
             *[c.route_back(s, f"imageflow-{s}-00001-old") for s in SERVICES],
             c.firebase(rules_history),
-            c.g("firestore", "import", "gs://imageflow-production-backups/backup-t1"),
+            c.gcloud("firestore", "import", "gs://imageflow-production-backups/backup-t1"),
         ]
     )
     assert fake_cloud.calls() == expected

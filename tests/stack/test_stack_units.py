@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from stack import localsecrets, processes, runner, state
@@ -30,7 +31,7 @@ def test_stop_kills_the_whole_group_children_included(tmp_path: Path) -> None:
     assert len(members) >= 3, members
     process.stop(grace=1)
     assert not processes.group_alive(process.pgid)
-    assert [m for m in processes.group_members(process.pgid) if m[1] != "Z"] == []
+    assert [m for m in processes.group_members(process.pgid) if m[1] != psutil.STATUS_ZOMBIE] == []
 
 
 def test_registry_stops_everything_it_tracks(tmp_path: Path) -> None:
