@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
+from readme_sections import section
 
 from fixtures import images, promises
 from imageflow import workflow
 from imageflow.agents import thumbnailer, validator
 from imageflow.dashboard import api, auth, uploads
+from stack.state import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text(encoding="utf-8")
-TEMPLATES = REPO / "imageflow" / "dashboard" / "templates"
-
-
-def _readme_section(title: str) -> str:
-    found = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.MULTILINE | re.DOTALL)
-    assert found, f"README has no '## {title}' section"
-    return found.group(1)
+TEMPLATES = REPO_ROOT / "imageflow" / "dashboard" / "templates"
 
 
 def _contract_row(rule: str) -> str:
-    found = re.search(
-        rf"^\| {re.escape(rule)} \| (.*) \|$", _readme_section("The upload contract"), re.MULTILINE
-    )
+    found = re.search(rf"^\| {re.escape(rule)} \| (.*) \|$", section("The upload contract"), re.MULTILINE)
     assert found, f"the README's upload contract has no '{rule}' row"
     return found.group(1)
 
@@ -59,7 +50,7 @@ def test_readme_names_every_accepted_and_refused_format() -> None:
 
 
 def test_readme_workflow_statuses_are_the_tables() -> None:
-    schema = _readme_section("The workflow document")
+    schema = section("The workflow document")
     status_row = re.search(r"^\| `status` \| (.*) \|$", schema, re.MULTILINE)
     assert status_row
     assert tuple(re.findall(r"`(\w+)`", status_row.group(1))) == promises.WORKFLOW_STATUSES
