@@ -15,7 +15,8 @@ from typing import TextIO
 
 from deploy import environments, plan, preflight, runner
 from deploy.context import RunContext, git_commit, new_run_id
-from deploy.gcp import GcpExecutor, GcpRollback
+from deploy.gcp import GcpExecutor
+from deploy.gcp_rollback import GcpRollback
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import PreflightError
@@ -139,13 +140,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
         record.decision, record.reason, record.exit_code = "refused", str(exc), runner.EXIT_BAD_INPUT
-        record.write()
+        record.write(ctx.sources.runs_dir)
         return runner.EXIT_BAD_INPUT
     if dry:
         shell.say(f"plan for {ctx.env.name} ({ctx.env.kind}): commands in order, nothing is run")
     code = execute(options.verb, ctx, record, shell)
     record.exit_code = code
-    json_path, md_path = record.write()
+    json_path, md_path = record.write(ctx.sources.runs_dir)
     shell.say(f"decision: {record.decision}" + (f" ({record.reason})" if record.reason else ""))
     shell.say(f"run record: {json_path} and {md_path.name}")
     return code

@@ -42,18 +42,40 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%m%d%H%M") + secrets.token_hex(2)
 
 
-def rules_file() -> Path:
-    """The firestore.rules this checkout deploys ($IMAGEFLOW_RULES_FILE overrides it in tests)."""
-    return Path(os.environ.get("IMAGEFLOW_RULES_FILE") or REPO_ROOT / "firestore.rules")
+RULES_API = "https://firebaserules.googleapis.com/v1"
 
 
-def rules_text() -> str:
-    """The text of this checkout's firestore.rules; StepFailed names the file when it cannot be read."""
-    source = rules_file()
-    try:
-        return source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise StepFailed(f"cannot read {source}: {exc.strerror}") from exc
+@dataclass(frozen=True)
+class Sources:
+    """Where a run reads what it deploys and writes what it did: this checkout, unless told otherwise."""
+
+    rules_file: Path = REPO_ROOT / "firestore.rules"
+    # The git repository whose history holds the rules of earlier commits (the rules' undo).
+    rules_repo: Path = REPO_ROOT
+    rules_api: str = RULES_API
+    runs_dir: Path = REPO_ROOT / "reports" / "runs"
+
+    @classmethod
+    def from_env(cls) -> Sources:
+        """The checkout's, each overridden by its IMAGEFLOW_* variable.
+
+        The deploy tests run sessions as subprocesses against a fake cloud: these variables are how
+        they point a run at their own rules, repository, Rules API and records, read here only.
+        """
+        env, default = os.environ, cls()
+        return cls(
+            rules_file=Path(env.get("IMAGEFLOW_RULES_FILE") or default.rules_file),
+            rules_repo=Path(env.get("IMAGEFLOW_RULES_REPO") or default.rules_repo),
+            rules_api=(env.get("IMAGEFLOW_FIREBASERULES_API") or default.rules_api).rstrip("/"),
+            runs_dir=Path(env.get("IMAGEFLOW_RUNS_DIR") or default.runs_dir),
+        )
+
+    def rules_text(self) -> str:
+        """The text of the rules this run deploys; StepFailed names the file when it cannot be read."""
+        try:
+            return self.rules_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise StepFailed(f"cannot read {self.rules_file}: {exc.strerror}") from exc
 
 
 @dataclass
@@ -73,6 +95,7 @@ class RunContext:
     rules_from: str = ""
     # Extra configuration for the local candidates (the rollback drill switches a fault on with it).
     revision_env: dict[str, str] = field(default_factory=dict)
+    sources: Sources = field(default_factory=Sources.from_env)
 
     @property
     def tag(self) -> str:

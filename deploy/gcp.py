@@ -3,96 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from deploy import verify
-from deploy.context import RunContext, rules_text
-from deploy.record import RunRecord, runs_dir
+from deploy.cloud_run import container_env, dry_service, live_revision, tagged_url, traffic_split
+from deploy.context import RunContext
+from deploy.gcp_launch import PostLaunch
+from deploy.record import RunRecord
 from deploy.shell import Shell, last_line
 from deploy.steps import Change, StepFailed, VerificationFailed
 from imageflow import config as service_config
 from imageflow.manifest import AgentSpec
 from stack.state import REPO_ROOT
-
-RULES_API = "https://firebaserules.googleapis.com/v1"
-HTTP_TIMEOUT = 30.0
-# IAM principals that make a Cloud Run service public: an agent granting them anything would take
-# pushes (and any request) from anyone, not only from the push identity.
-PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
-INVOKER_ROLE = "roles/run.invoker"
-
-# Alert policies the monitoring step keeps present and enabled (display name suffix -> condition).
-POLICIES: dict[str, dict[str, Any]] = {
-    "dashboard-uptime": {
-        "displayName": "Dashboard uptime check failing",
-        "filter": 'metric.type="monitoring.googleapis.com/uptime_check/check_passed" '
-        'AND resource.type="uptime_url"',
-        "comparison": "COMPARISON_LT",
-        "threshold": 1,
-    },
-    "dead-letter": {
-        "displayName": "Messages in the dead-letter topic",
-        "filter": 'metric.type="pubsub.googleapis.com/topic/send_message_operation_count" '
-        'AND resource.type="pubsub_topic"',
-        "comparison": "COMPARISON_GT",
-        "threshold": 0,
-    },
-}
-
-
-def _dry_service(name: str) -> str:
-    """A stand-in `run services describe` answer for dry runs: placeholders, clearly not real."""
-    return json.dumps(
-        {
-            "metadata": {"name": name},
-            "spec": {"template": {"spec": {"containers": [{"env": []}]}}},
-            "status": {
-                "url": f"https://<{name}-url>",
-                "latestCreatedRevisionName": f"<new revision of {name}>",
-                "latestReadyRevisionName": f"<new revision of {name}>",
-                "traffic": [{"revisionName": f"<live revision of {name}>", "percent": 100}],
-            },
-        }
-    )
-
-
-def traffic_split(service: dict[str, Any]) -> dict[str, int]:
-    """The revisions serving traffic, with their percent (tags without traffic left out)."""
-    split: dict[str, int] = {}
-    for target in service.get("status", {}).get("traffic", []):
-        percent = int(target.get("percent") or 0)
-        name = target.get("revisionName") or service.get("status", {}).get("latestReadyRevisionName", "")
-        if percent and name:
-            split[name] = split.get(name, 0) + percent
-    return split
-
-
-def live_revision(service: dict[str, Any]) -> str:
-    """The revision with the most traffic."""
-    split = traffic_split(service)
-    return max(split, key=lambda r: split[r]) if split else ""
-
-
-def tagged_url(service: dict[str, Any], tag: str) -> str:
-    """The URL Cloud Run gives a tag (status.traffic[].url)."""
-    for target in service.get("status", {}).get("traffic", []):
-        if target.get("tag") == tag and target.get("url"):
-            return str(target["url"])
-    return ""
-
-
-def container_env(resource: dict[str, Any]) -> dict[str, str]:
-    """The plain env of a service (its template) or revision (names and values; secrets are refs)."""
-    spec = resource.get("spec", {})
-    spec = spec.get("template", {}).get("spec", spec)
-    containers = spec.get("containers") or [{}]
-    return {e["name"]: str(e.get("value", "")) for e in containers[0].get("env", []) if "name" in e}
 
 
 class GcpExecutor:
@@ -110,7 +35,7 @@ class GcpExecutor:
         self.candidate_urls: dict[str, str] = {}
         self.new_services: set[str] = set()
         self.deferred: list[tuple[AgentSpec, str]] = []
-        self.workdir = runs_dir() / f"{ctx.run_id}-work"
+        self.workdir = ctx.sources.runs_dir / f"{ctx.run_id}-work"
 
     # -- command helpers -------------------------------------------------------------------
     @property
@@ -145,7 +70,7 @@ class GcpExecutor:
         result = self.shell.run(
             self.run_cmd("services", "describe", name, "--format=json"),
             check=False,
-            dry_stdout=_dry_service(name),
+            dry_stdout=dry_service(name),
         )
         if not result.ok:
             if "Cannot find service" in result.stderr:
@@ -399,7 +324,7 @@ class GcpExecutor:
 
     def rules_at(self, revision: str) -> str:
         """firestore.rules as it was at a git revision (git show REV:firestore.rules)."""
-        repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO_ROOT)
+        repo = str(self.ctx.sources.rules_repo)
         return self.shell.run(
             ["git", "-C", repo, "show", f"{revision}:firestore.rules"], dry_stdout="<rules at that commit>"
         ).stdout
@@ -426,7 +351,7 @@ class GcpExecutor:
 
     def rules(self) -> str:
         """Deploy this commit's firestore.rules; the undo redeploys the rules of the previous commit."""
-        content = rules_text()
+        content = self.ctx.sources.rules_text()
         previous = self.ctx.rules_from or self.deployed_commit(
             "dashboard", self.record.revisions_before.get("dashboard", "")
         )
@@ -531,250 +456,8 @@ class GcpExecutor:
 
     def monitoring(self) -> str:
         """Uptime check on the dashboard and the alert policies: present and enabled (created if missing)."""
-        prefix = self.env.service_prefix
-        checks = json.loads(
-            self.shell.run(
-                self.gcloud("monitoring", "uptime", "list-configs", "--format=json"), dry_stdout="[]"
-            ).stdout
-            or "[]"
-        )
-        uptime_name = f"{prefix}dashboard-healthz"
-        if not any(c.get("displayName") == uptime_name for c in checks):
-            dashboard = self.describe("dashboard") or {}
-            host = str(dashboard.get("status", {}).get("url", "")).removeprefix("https://").rstrip("/")
-            self.shell.run(
-                self.gcloud(
-                    "monitoring",
-                    "uptime",
-                    "create",
-                    uptime_name,
-                    "--resource-type=uptime-url",
-                    f"--resource-labels=host={host},project_id={self.env.project}",
-                    "--path=/healthz",
-                    "--protocol=https",
-                ),
-                when="only if missing",
-            )
-        policies = json.loads(
-            self.shell.run(
-                self.gcloud("alpha", "monitoring", "policies", "list", "--format=json"), dry_stdout="[]"
-            ).stdout
-            or "[]"
-        )
-        by_name = {p.get("displayName"): p for p in policies}
-        for suffix, spec in POLICIES.items():
-            display = f"{prefix}{suffix}"
-            policy = by_name.get(display)
-            if policy is None:
-                path = self.policy_file(display, spec)
-                self.shell.run(
-                    self.gcloud("alpha", "monitoring", "policies", "create", f"--policy-from-file={path}"),
-                    when="only if missing",
-                )
-            elif not policy.get("enabled", False):
-                self.shell.run(
-                    self.gcloud(
-                        "alpha", "monitoring", "policies", "update", str(policy.get("name")), "--enabled"
-                    )
-                )
-        return f"uptime check {uptime_name}, {len(POLICIES)} alert policies enabled"
-
-    def policy_file(self, display: str, spec: dict[str, Any]) -> Path:
-        """Write an alert policy definition for `policies create --policy-from-file`."""
-        path = self.workdir / f"policy-{display}.json"
-        body = {
-            "displayName": display,
-            "combiner": "OR",
-            "enabled": True,
-            "notificationChannels": [self.env.notification_channel] if self.env.notification_channel else [],
-            "conditions": [
-                {
-                    "displayName": spec["displayName"],
-                    "conditionThreshold": {
-                        "filter": spec["filter"],
-                        "comparison": spec["comparison"],
-                        "thresholdValue": spec["threshold"],
-                        "duration": "300s",
-                    },
-                }
-            ],
-        }
-        if not self.shell.dry_run:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-        return path
+        return PostLaunch(self).monitoring()
 
     def checklist(self) -> str:
         """Post-launch: services ready, agents not public, no emulator settings, rules as this commit's."""
-        token = self.shell.run(
-            ["gcloud", "auth", "print-identity-token"], dry_stdout="<token>"
-        ).stdout.strip()
-        self.shell.register_secret(token, "identity token")
-        problems: list[str] = []
-        for spec in self.manifest.services:
-            name = self.env.service_name(spec.name)
-            service = self.describe(spec.name) or {}
-            env = container_env(service)
-            emulators = sorted(k for k in env if k.endswith("_EMULATOR_HOST"))
-            if emulators:
-                problems.append(f"{name} has {', '.join(emulators)} set")
-            if env.get("IMAGEFLOW_ENV", self.env.name) != self.env.name:
-                problems.append(f"{name} runs with IMAGEFLOW_ENV={env.get('IMAGEFLOW_ENV')}")
-            if env.get(service_config.TEST_FAILURES_KEY) and not self.env.allow_test_failures:
-                problems.append(f"{name} runs with {service_config.TEST_FAILURES_KEY} set")
-            if spec.name in self.manifest.agent_names:
-                problems += self.public_invokers(name)
-            problems += self.readiness(name, str(service.get("status", {}).get("url", "")), token)
-        problems += self.rules_match()
-        if problems:
-            raise StepFailed("; ".join(problems))
-        return "all services ready, agents not public, no emulator settings, rules match"
-
-    def public_invokers(self, name: str) -> list[str]:
-        """An agent takes pushes from the push identity only: its IAM policy grants nothing to everyone."""
-        result = self.shell.run(
-            self.run_cmd("services", "get-iam-policy", name, "--format=json"), check=False, dry_stdout="{}"
-        )
-        if self.shell.dry_run:
-            return []
-        if not result.ok:
-            return [f"cannot read the IAM policy of {name}: {last_line(result.stderr)}"]
-        try:
-            policy = json.loads(result.stdout or "{}")
-            bindings = policy.get("bindings") or [] if isinstance(policy, dict) else []
-            public = sorted(
-                f"{member} has {binding.get('role', '?')}"
-                for binding in bindings
-                for member in binding.get("members") or []
-                if member in PUBLIC_MEMBERS
-            )
-        except (json.JSONDecodeError, AttributeError, TypeError):
-            return [f"the IAM policy of {name} is not a JSON policy"]
-        problems = [f"{name} is public ({', '.join(public)})"] if public else []
-        invokers = {
-            member
-            for binding in bindings
-            if binding.get("role") == INVOKER_ROLE
-            for member in binding.get("members") or []
-        }
-        if f"serviceAccount:{self.push_account}" not in invokers:
-            problems.append(f"{name} cannot be invoked by the push identity {self.push_account}")
-        return problems
-
-    def readiness(self, name: str, url: str, token: str) -> list[str]:
-        """GET /readyz on one service: 200 and ready, on this environment, with no emulator hosts."""
-        self.shell.note(f"GET {url}/readyz")
-        if self.shell.dry_run:
-            return []
-        try:
-            response = requests.get(
-                f"{url}/readyz", headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT
-            )
-            report = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            return [f"{name} /readyz unreachable or not JSON ({type(exc).__name__})"]
-        if response.status_code != 200 or not report.get("ready"):
-            return [f"{name} not ready: {report.get('message', response.status_code)}"]
-        if report.get("emulators"):
-            return [f"{name} sees emulator variables {report['emulators']}"]
-        return []
-
-    def rules_match(self) -> list[str]:
-        """The rules live in Firestore equal this commit's firestore.rules (Firebase Rules API)."""
-        base = os.environ.get("IMAGEFLOW_FIREBASERULES_API", RULES_API).rstrip("/")
-        token = self.shell.run(["gcloud", "auth", "print-access-token"], dry_stdout="<token>").stdout.strip()
-        self.shell.register_secret(token, "access token")
-        release_url = f"{base}/projects/{self.env.project}/releases/cloud.firestore"
-        self.shell.note(f"GET {release_url} and its ruleset")
-        if self.shell.dry_run:
-            return []
-        headers = {"Authorization": f"Bearer {token}"}
-        try:
-            release = requests.get(release_url, headers=headers, timeout=HTTP_TIMEOUT).json()
-            ruleset = requests.get(
-                f"{base}/{release['rulesetName']}", headers=headers, timeout=HTTP_TIMEOUT
-            ).json()
-            files = ruleset["source"]["files"]
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            return [f"cannot read the deployed rules ({type(exc).__name__})"]
-        deployed = "".join(f.get("content", "") for f in files)
-        expected = rules_text()
-        return (
-            []
-            if deployed.strip() == expected.strip()
-            else ["deployed firestore.rules differ from this commit's"]
-        )
-
-
-def _ready(revision: dict[str, Any]) -> bool:
-    """True when a revision's Ready condition is True."""
-    conditions = revision.get("status", {}).get("conditions", [])
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-class GcpRollback:
-    """The rollback session on Google Cloud: previous revisions, previous rules, optionally a backup."""
-
-    def __init__(self, executor: GcpExecutor) -> None:
-        self.x = executor
-
-    def previous_revision(self, service: str) -> tuple[str, str]:
-        """(live, previous) revision of a service: previous = newest ready revision older than live."""
-        x = self.x
-        name = x.env.service_name(service)
-        live = live_revision(x.describe(service) or {})
-        out = x.shell.run(
-            x.run_cmd("revisions", "list", f"--service={name}", "--format=json"),
-            dry_stdout=json.dumps(
-                [
-                    {
-                        "metadata": {"name": f"<previous revision of {name}>", "creationTimestamp": "0"},
-                        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
-                    }
-                ]
-            ),
-        )
-        revisions = sorted(json.loads(out.stdout or "[]"), key=lambda r: r["metadata"]["creationTimestamp"])
-        names = [r["metadata"]["name"] for r in revisions]
-        older = revisions[: names.index(live)] if live in names else revisions
-        ready = [r["metadata"]["name"] for r in older if _ready(r) and r["metadata"]["name"] != live]
-        if not ready:
-            raise StepFailed(f"{name} has no earlier ready revision to roll back to (live: {live or 'none'})")
-        return live, ready[-1]
-
-    def plan(self) -> list[Change]:
-        """Find what to go back to and return the changes to apply, in order."""
-        x = self.x
-        changes: list[Change] = []
-        for spec in x.manifest.services:
-            name = x.env.service_name(spec.name)
-            live, previous = self.previous_revision(spec.name)
-            x.record.revisions_before[spec.name] = live
-            x.record.revisions_after[spec.name] = previous
-            argv = x.run_cmd("services", "update-traffic", name, f"--to-revisions={previous}=100")
-            changes.append(
-                Change(f"route {name} to {previous}", partial(x.shell.run, argv), shlex.join(argv))
-            )
-        commit = x.ctx.rules_from or x.deployed_commit("dashboard", x.record.revisions_after["dashboard"])
-        if not commit:
-            raise StepFailed(
-                "the previous dashboard revision records no IMAGEFLOW_COMMIT: pass --rules-from REV"
-            )
-        changes.append(
-            Change(
-                f"redeploy firestore.rules of {commit}",
-                lambda: x.deploy_rules_of(commit),
-                f"git show {commit}:firestore.rules > firestore.rules && "
-                "firebase deploy --only firestore:rules "
-                f"--project={x.env.project}",
-            )
-        )
-        if x.ctx.restore_backup:
-            uri = x.ctx.restore_backup
-            if not uri.startswith("gs://"):
-                uri = f"{x.env.backup_bucket.rstrip('/')}/{uri}"
-            argv = x.gcloud("firestore", "import", uri)
-            restore = partial(x.shell.run, argv, stream=True)
-            changes.append(Change(f"restore backup {uri}", restore, shlex.join(argv)))
-            x.record.backup = uri
-        return changes
+        return PostLaunch(self).checklist()

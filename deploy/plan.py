@@ -9,22 +9,36 @@ from deploy.steps import TITLES, Change, Step
 
 
 class Executor(Protocol):
-    """What an executor offers: one method per step key, and the changes it made so far."""
+    """What an executor offers: every step and its check, and the changes it made so far."""
 
     changes: list[Change]
 
-
-def step_keys(ctx: RunContext) -> list[str]:
-    """The plan's step keys, in order, for this run (the backup only where it is asked for)."""
-    keys = ["infrastructure", "secrets"]
-    if ctx.backup:
-        keys.append("backup")
-    return [*keys, "candidates", "rules", "verify", "promote", "monitoring", "checklist"]
+    def infrastructure(self) -> str: ...
+    def check_infrastructure(self) -> None: ...
+    def secrets(self) -> str: ...
+    def backup(self) -> str: ...
+    def candidates(self) -> str: ...
+    def rules(self) -> str: ...
+    def verify(self) -> str: ...
+    def promote(self) -> str: ...
+    def check_promote(self) -> None: ...
+    def monitoring(self) -> str: ...
+    def checklist(self) -> str: ...
 
 
 def build(ctx: RunContext, executor: Executor) -> list[Step]:
-    """The steps of the plan, each bound to how the executor does and checks it."""
+    """The steps of the plan in order, each bound to how the executor does and checks it."""
+    backup = [Step("backup", TITLES["backup"], executor.backup)] if ctx.backup else []
     return [
-        Step(key, TITLES[key], getattr(executor, key), getattr(executor, f"check_{key}", None))
-        for key in step_keys(ctx)
+        Step(
+            "infrastructure", TITLES["infrastructure"], executor.infrastructure, executor.check_infrastructure
+        ),
+        Step("secrets", TITLES["secrets"], executor.secrets),
+        *backup,
+        Step("candidates", TITLES["candidates"], executor.candidates),
+        Step("rules", TITLES["rules"], executor.rules),
+        Step("verify", TITLES["verify"], executor.verify),
+        Step("promote", TITLES["promote"], executor.promote, executor.check_promote),
+        Step("monitoring", TITLES["monitoring"], executor.monitoring),
+        Step("checklist", TITLES["checklist"], executor.checklist),
     ]

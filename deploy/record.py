@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from stack.state import REPO_ROOT
-
-DEFAULT_DIR = REPO_ROOT / "reports" / "runs"
-
-
-def runs_dir() -> Path:
-    """Where run records go: $IMAGEFLOW_RUNS_DIR (tests) or reports/runs."""
-    return Path(os.environ.get("IMAGEFLOW_RUNS_DIR") or DEFAULT_DIR)
 
 
 def now() -> str:
@@ -95,10 +85,9 @@ class RunRecord:
         data.pop("current", None)
         return data
 
-    def write(self, directory: Path | None = None) -> tuple[Path, Path]:
-        """Write <timestamp>-<session>.json and .md; return both paths."""
+    def write(self, target: Path) -> tuple[Path, Path]:
+        """Write <timestamp>-<session>.json and .md into target; return both paths."""
         self.finished_at = self.finished_at or now()
-        target = directory or runs_dir()
         target.mkdir(parents=True, exist_ok=True)
         stamp = self.started_at.replace(":", "").replace("+0000", "Z").replace("+00:00", "Z")
         base = target / f"{stamp}-{self.session}-{self.run_id}"

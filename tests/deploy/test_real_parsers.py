@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 
 from deploy import cli, plan, runner
-from deploy.context import RunContext, rules_text
-from deploy.gcp import POLICIES, GcpExecutor, GcpRollback
+from deploy.context import RunContext
+from deploy.gcp import GcpExecutor
+from deploy.gcp_launch import POLICIES, PostLaunch
+from deploy.gcp_rollback import GcpRollback
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from fixtures.deployment import FAKES
@@ -168,10 +170,10 @@ def write_stand_ins(ctx: RunContext, commands: list[list[str]]) -> None:
         for arg in argv:
             flag, _, value = arg.partition("=")
             if flag == "--config" and not Path(value).exists():
-                writer.rules_dir(Path(value).parent.name.removeprefix("rules-"), rules_text())
+                writer.rules_dir(Path(value).parent.name.removeprefix("rules-"), ctx.sources.rules_text())
             elif flag == "--policy-from-file" and not Path(value).exists():
                 display = Path(value).stem.removeprefix("policy-")
-                writer.policy_file(display, specs[display])
+                PostLaunch(writer).policy_file(display, specs[display])
 
 
 def form(argv: list[str], names: list[str]) -> tuple[str, ...]:
