@@ -19,7 +19,7 @@ from benchmarks import (
     suite_time,
     time_to_red,
 )
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 
 # Cold start first: it must not find the drills' stack running (it measures its own).
 BENCHMARKS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     codes = {name: BENCHMARKS[name]([]) for name in names if name not in ON_THE_STACK}
     shared = [n for n in names if n in ON_THE_STACK]
     if shared:
-        state_file = choose_state_file(None)
+        state_file = drill_state_file(None)
         try:
             with local_stack(state_file) as control:
                 for name in shared:

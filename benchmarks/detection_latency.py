@@ -30,10 +30,10 @@ from typing import Any
 from google.cloud import firestore
 
 from benchmarks import plot
-from drills.local_stack import choose_state_file, local_stack
 from fixtures.firestore import WorkflowWatcher
 from imageflow import manifest as manifest_module
 from imageflow.workflow import COLLECTION, new_document, now
+from stack.handle import drill_state_file, local_stack
 from stack.state import REPO_ROOT
 
 OUTPUT = REPO_ROOT / "reports" / "benchmarks" / "detection-latency.json"
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run(args.updates, args.project)
         else:
             # The local stack's emulator (started here, and stopped after, when none runs).
-            with local_stack(choose_state_file(args.state_file)) as control:
+            with local_stack(drill_state_file(args.state_file)) as control:
                 host = control.state.env.get("FIRESTORE_EMULATOR_HOST", "")
                 if not host:
                     raise RuntimeError(f"the stack at {control.state_path} names no Firestore emulator")

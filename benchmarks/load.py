@@ -34,8 +34,8 @@ from benchmarks.harness import (
     wait_terminal,
     write_json,
 )
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 from imageflow import manifest as manifest_module
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 from stack.state import REPO_ROOT
 
 LOCUSTFILE = REPO_ROOT / "load" / "locustfile.py"
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     LOAD_DIR.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
     try:
-        with local_stack(choose_state_file(args.state_file)) as control:
+        with local_stack(drill_state_file(args.state_file)) as control:
             info = StackInfo.of(control.state)
             emails: list[str] = []
             try:

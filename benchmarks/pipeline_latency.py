@@ -39,9 +39,9 @@ from benchmarks.harness import (
     wait_terminal,
     write_json,
 )
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 from imageflow import manifest as manifest_module
 from imageflow.manifest import Manifest
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 
 COMPLETION_TIMEOUT_SECONDS = 180.0
 
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = manifest_module.default()
     run = time.strftime("%H%M%S")
     try:
-        with local_stack(choose_state_file(args.state_file)) as control:
+        with local_stack(drill_state_file(args.state_file)) as control:
             info = StackInfo.of(control.state)
             result = measure(info, manifest, args.uploads, args.concurrent, run)
     except (StackUnavailable, BenchmarkError) as exc:

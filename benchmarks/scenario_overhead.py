@@ -30,9 +30,9 @@ from benchmarks import plot
 from benchmarks.harness import OUTPUT_DIR, write_json
 from drills import suite
 from drills.faults_catalogue import Selection
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 from fixtures.firestore import WATCH_LOG_ENV
 from fixtures.sessions import UI_LOGIN_OPTION
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 
 UPLOADS = "tests/e2e/test_upload.py"
 SCENARIO_NAME = "test_upload_jpeg_completes_with_every_agent_exactly_once"
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--runs must be at least 1")
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     try:
-        with local_stack(choose_state_file(args.state_file)) as control:
+        with local_stack(drill_state_file(args.state_file)) as control:
             for index in range(args.runs):
                 for mode in MODES:
                     runs[mode].append(one_run(control.state_path, mode, index))

@@ -22,7 +22,7 @@ from benchmarks.harness import OUTPUT_DIR, write_json
 from deploy.verify import DEFAULT_WORKERS
 from drills import suite
 from drills.faults_catalogue import Selection
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 
 # What the gate verifies with (deploy/verify.py suite_command), and the wall time it should take.
 RELEASE_SUITE = "tests/e2e"
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     counts = list(dict.fromkeys(w for w in args.workers if w != "0"))
     try:
-        with local_stack(choose_state_file(args.state_file)) as control:
+        with local_stack(drill_state_file(args.state_file)) as control:
             serial = timed_run(selection, control.state_path, "0")
             parallel = [timed_run(selection, control.state_path, w) for w in counts]
     except StackUnavailable as exc:

@@ -44,13 +44,13 @@ from benchmarks.harness import (
 )
 from drills.fault_drill import Deployment, DrillError, check_clean
 from drills.faults_catalogue import build
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 from fixtures.diagnosis import inputs_ready_at
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from imageflow import manifest as manifest_module
 from imageflow.manifest import Manifest
 from imageflow.workflow import now
 from stack.control import ControlError, RevisionFailed, StackControl
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 
 FAULT_KINDS = ("never_fires", "errors", "slow", "wrong_output")
 DEFAULT_AGENT = "thumbnailer"
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"time to red: {why} (see python -m drills.fault_drill --list)", file=sys.stderr)
         return 2
     try:
-        with local_stack(choose_state_file(args.state_file)) as control:
+        with local_stack(drill_state_file(args.state_file)) as control:
             result = measure(control, manifest, args.agent, kinds, args.uploads)
     except (StackUnavailable, BenchmarkError, DrillError, RevisionFailed, ControlError) as exc:
         print(f"time to red: {exc}", file=sys.stderr)

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import requests
 
 from deploy import plan, runner, verify
-from deploy.context import RunContext, rules_file, rules_text
+from deploy.context import RunContext
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import Change, StepFailed, VerificationFailed
@@ -23,19 +23,20 @@ from stack import localsecrets
 from stack import runner as stack_runner
 from stack import state as stack_state
 from stack.control import StackControl
+from stack.handle import StackUnavailable, choose_state_file, local_stack
 from stack.state import REPO_ROOT, RevisionRecord
 
 BACKUPS = REPO_ROOT / "reports" / "backups"
 HTTP_TIMEOUT = 10.0
 SECRET_HINTS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
-def git_rules(revision: str) -> str:
-    """firestore.rules at a git revision (git show REV:firestore.rules)."""
-    repo = os.environ.get("IMAGEFLOW_RULES_REPO") or str(REPO_ROOT)
+def git_rules(repo: Path, revision: str) -> str:
+    """firestore.rules at a git revision of repo (git show REV:firestore.rules)."""
     result = subprocess.run(
-        ["git", "-C", repo, "show", f"{revision}:firestore.rules"],
+        ["git", "-C", str(repo), "show", f"{revision}:firestore.rules"],
         capture_output=True,
         text=True,
         check=False,
@@ -71,9 +72,11 @@ class LocalExecutor:
         """One recorded stack action (in a dry run only printed; dry_result stands in for its answer)."""
         return self.shell.action(text, do, cast(T, dry_result))
 
-    def control_call(self, method: str, *args: object, **kwargs: object) -> Any:  # noqa: ANN401 - StackControl's own types
-        """Call a StackControl method by name (so a recorded action can be a plain partial)."""
-        return getattr(self.control, method)(*args, **kwargs)
+    def on_stack(
+        self, method: Callable[Concatenate[StackControl, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> Callable[[], T]:
+        """A StackControl method call made when it runs: a dry run has no stack to bind it to."""
+        return lambda: method(self.control, *args, **kwargs)
 
     def infrastructure(self) -> str:
         """Live topics, push subscriptions to the stable URLs, dead-letter topic and bucket."""
@@ -83,6 +86,14 @@ class LocalExecutor:
         )
         created = list(getattr(report, "created", []) or [])
         return f"created {', '.join(created)}" if created else "all present"
+
+    def check_infrastructure(self) -> None:
+        """A second pass finds everything: nothing the step should have made is still missing."""
+        if self.shell.dry_run:
+            return
+        missing = list(self.control.ensure_infrastructure().created)
+        if missing:
+            raise StepFailed(f"still missing after the infrastructure step: {', '.join(missing)}")
 
     def secrets(self) -> str:
         """Every secret the manifest names has a value in the local secrets file (names only)."""
@@ -124,13 +135,8 @@ class LocalExecutor:
                 spec.name: pool.submit(
                     self.act,
                     f"deploy_revision {spec.name} {shown} route=False tag={self.ctx.tag}",
-                    partial(
-                        self.control_call,
-                        "deploy_revision",
-                        spec.name,
-                        overrides,
-                        route=False,
-                        tag=self.ctx.tag,
+                    self.on_stack(
+                        StackControl.deploy_revision, spec.name, overrides, route=False, tag=self.ctx.tag
                     ),
                     RevisionRecord(
                         id=f"<candidate of {spec.name}>", service=spec.name, url=f"<{spec.name} url>"
@@ -152,7 +158,7 @@ class LocalExecutor:
                     partial(
                         self.act,
                         f"stop_revision {spec.name} {revision.id}",
-                        partial(self.control_call, "stop_revision", spec.name, revision.id),
+                        self.on_stack(StackControl.stop_revision, spec.name, revision.id),
                     ),
                     f"python -m stack down  # local: or stop revision {revision.id}",
                 )
@@ -164,8 +170,8 @@ class LocalExecutor:
 
     def rules(self) -> str:
         """Load this checkout's firestore.rules into the emulator; the undo loads the previous commit's."""
-        source = rules_file()
-        text = rules_text()
+        source = self.ctx.sources.rules_file
+        text = self.ctx.sources.rules_text()
         previous = (
             self.ctx.rules_from
             or (self.previous.get("dashboard") and self.previous["dashboard"].env.get("IMAGEFLOW_COMMIT", ""))
@@ -178,7 +184,7 @@ class LocalExecutor:
                     f"reload firestore.rules of {previous}",
                     lambda: self.act(
                         f"load_rules (git show {previous}:firestore.rules)",
-                        lambda: self.control.load_rules(git_rules(previous)),
+                        lambda: self.control.load_rules(git_rules(self.ctx.sources.rules_repo, previous)),
                     ),
                     f"git show {previous}:firestore.rules  # load it into the Firestore emulator",
                 )
@@ -224,7 +230,7 @@ class LocalExecutor:
             candidate = self.candidate[spec.name]
             self.act(
                 f"route {spec.name} -> {candidate.id}",
-                partial(self.control_call, "route", spec.name, candidate.id),
+                self.on_stack(StackControl.route, spec.name, candidate.id),
             )
             previous = self.previous.get(spec.name)
             if previous is not None:
@@ -234,7 +240,7 @@ class LocalExecutor:
                         partial(
                             self.act,
                             f"route {spec.name} -> {previous.id}",
-                            partial(self.control_call, "route", spec.name, previous.id),
+                            self.on_stack(StackControl.route, spec.name, previous.id),
                         ),
                         f"# local: route {spec.name} back to {previous.id} (StackControl().route)",
                     )
@@ -267,7 +273,7 @@ class LocalExecutor:
             if not self.shell.dry_run and not report.get("ready"):
                 problems.append(f"{spec.name} not ready: {report.get('message', 'no readiness report')}")
         loaded: str = self.act("GET the Firestore emulator's securityRules", self.loaded_rules, "")
-        if not self.shell.dry_run and loaded.strip() != rules_text().strip():
+        if not self.shell.dry_run and loaded.strip() != self.ctx.sources.rules_text().strip():
             problems.append("the Firestore emulator's rules differ from this commit's firestore.rules")
         self.record.warnings.append("checklist: emulator variables are expected locally (not a finding)")
         if problems:
@@ -342,7 +348,7 @@ class LocalRollback:
                     f"reload firestore.rules of {commit}",
                     lambda: x.act(
                         f"load_rules (git show {commit}:firestore.rules)",
-                        lambda: x.control.load_rules(git_rules(commit)),
+                        lambda: x.control.load_rules(git_rules(x.ctx.sources.rules_repo, commit)),
                     ),
                     f"git show {commit}:firestore.rules  # load into the Firestore emulator",
                 )
@@ -379,18 +385,6 @@ class LocalRollback:
         x.record.revisions_after[service] = revision.id
 
 
-def stack_path(ctx: RunContext) -> Path:
-    """$IMAGEFLOW_STACK_FILE, else the running default stack, else a path of this run's own."""
-    explicit = os.environ.get(stack_state.STATE_ENV)
-    if explicit:
-        return Path(explicit)
-    default = stack_state.REPO_ROOT / ".stack" / "stack.json"
-    if stack_runner.healthy(default):
-        return default
-    # A stack of this run's own, so a run never stops (or deploys into) another run's stack.
-    return stack_state.REPO_ROOT / ".stack" / f"deploy-{ctx.run_id}" / "stack.json"
-
-
 def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> int:
     """Run a session on the local stack; e2e brings the stack up (and down) when none is running."""
     if shell.dry_run:
@@ -398,35 +392,29 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
         code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
         record.decision, record.reason = "planned", "dry run"
         return code
-    path = stack_path(ctx)
+    # A stack of this run's own when none runs, so a run never stops (or deploys into) another's.
+    own = REPO_ROOT / ".stack" / f"deploy-{ctx.run_id}" / "stack.json"
+    path = choose_state_file(own=own, share_running=True)
     # The suite (a child process) and StackControl must all act on this same stack.
     os.environ[stack_state.STATE_ENV] = str(path)
-    started: stack_runner.StartedStack | None = None
-    if not stack_runner.healthy(path):
-        if verb != "e2e":
-            print(
-                f"error: no local stack is running ({path}); start it with `python -m stack up --detach`",
-                file=sys.stderr,
-            )
-            record.decision, record.reason = "refused", "no local stack running"
-            return runner.EXIT_BAD_INPUT
-        shell.say("no local stack running: starting one (stopped again at the end)")
-        try:
-            started = stack_runner.start(path, say=shell.say)
-        except stack_runner.StackError as exc:
-            print(f"error: the local stack did not start: {exc}", file=sys.stderr)
-            record.decision, record.reason = "refused", f"stack did not start: {exc}"
-            return runner.EXIT_BAD_INPUT
+    if verb != "e2e" and not stack_runner.healthy(path):
+        print(
+            f"error: no local stack is running ({path}); start it with `python -m stack up --detach`",
+            file=sys.stderr,
+        )
+        record.decision, record.reason = "refused", "no local stack running"
+        return runner.EXIT_BAD_INPUT
     try:
-        executor = LocalExecutor(ctx, shell, record, StackControl(path))
-        if verb == "rollback":
-            return runner.run_rollback(LocalRollback(executor).plan, record, shell)
-        code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
-        if code == runner.EXIT_OK:
-            executor.retire_previous()
-            record.decision, record.reason = "promoted", "verification green, checklist passed"
-        return code
-    finally:
-        if started is not None:
-            shell.say("stopping the local stack this session started")
-            started.stop()
+        with local_stack(path, say=shell.say) as control:
+            executor = LocalExecutor(ctx, shell, record, control)
+            if verb == "rollback":
+                return runner.run_rollback(LocalRollback(executor).plan, record, shell)
+            code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
+            if code == runner.EXIT_OK:
+                executor.retire_previous()
+                record.decision, record.reason = "promoted", "verification green, checklist passed"
+            return code
+    except StackUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        record.decision, record.reason = "refused", str(exc)
+        return runner.EXIT_BAD_INPUT

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from drills import report, suite
 from drills.faults_catalogue import FAULTS_ENV, DrillFault, Selection, build
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 from drills.mutation import report as mutation_report
 from drills.report import DrillRow
 from imageflow import manifest as manifest_module
 from stack.control import ControlError, RevisionFailed, StackControl
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 from stack.localsecrets import REDACTED
 from stack.state import REPO_ROOT
 
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print(listing(faults))
         return 0
-    state_file = choose_state_file(args.state_file)
+    state_file = drill_state_file(args.state_file)
 
     def run_suite(selection: Selection, out: Path) -> suite.SuiteRun:
         run = suite.run(selection, state_file, out, workers=args.workers, timeout=args.timeout)

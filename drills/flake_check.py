@@ -19,8 +19,8 @@ from pathlib import Path
 
 from drills import suite
 from drills.faults_catalogue import SUITE_PATHS, Selection
-from drills.local_stack import StackUnavailable, choose_state_file, local_stack
 from drills.report import test_name
+from stack.handle import StackUnavailable, drill_state_file, local_stack
 from stack.state import REPO_ROOT
 
 REPORT_PATH = REPO_ROOT / "reports" / "flake-check.json"
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not suite.existing_paths(selection.paths):
         print(f"flake check: none of {', '.join(args.paths)} exists", file=sys.stderr)
         return 2
-    state_file = choose_state_file(args.state_file)
+    state_file = drill_state_file(args.state_file)
     runs: list[suite.SuiteRun] = []
     started = datetime.now(UTC)
     meta: dict[str, object] = {

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drills import sigterm
 from drills.faults_catalogue import Selection
+from stack import sigterm
 from stack.state import REPO_ROOT, STATE_ENV
 
 RUN_TIMEOUT_SECONDS = 1800.0

@@ -1,4 +1,7 @@
-"""The local stack a drill or benchmark runs against: a running one, or one started (and stopped) here."""
+"""The one way to get a local stack: choose its state file, then use the stack running there or one
+started (and stopped again) here, SIGTERM-safe. The suite's stack plugin, the deploy tool's local
+executor, the drills and the benchmarks all go through it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from drills import sigterm
-from stack import runner
+from stack import runner, sigterm
 from stack.control import StackControl
-from stack.state import REPO_ROOT, STATE_ENV
+from stack.state import REPO_ROOT, STATE_ENV, default_path
 
 # Drills deploy broken revisions: by default on a stack of their own, never the one others use.
 DRILL_STATE_FILE = REPO_ROOT / ".stack" / "drills" / "stack.json"
@@ -20,10 +22,20 @@ class StackUnavailable(RuntimeError):
     """The stack could not be started or is not a local one (the message says why)."""
 
 
-def choose_state_file(explicit: Path | str | None) -> Path:
-    """--state-file, else $IMAGEFLOW_STACK_FILE, else the drills' own state file (always absolute)."""
-    chosen = explicit or os.environ.get(STATE_ENV) or DRILL_STATE_FILE
-    return Path(chosen).resolve()
+def choose_state_file(explicit: Path | str | None = None, *, own: Path, share_running: bool) -> Path:
+    """explicit, else $IMAGEFLOW_STACK_FILE, else the default stack when it runs and share_running
+    allows it, else own: a path for the caller's own stack (always absolute)."""
+    chosen = explicit or os.environ.get(STATE_ENV)
+    if chosen:
+        return Path(chosen).resolve()
+    if share_running and runner.healthy(default_path()):
+        return default_path().resolve()
+    return own.resolve()
+
+
+def drill_state_file(explicit: Path | str | None = None) -> Path:
+    """The stack of a drill or benchmark: --state-file, $IMAGEFLOW_STACK_FILE or the drills' own."""
+    return choose_state_file(explicit, own=DRILL_STATE_FILE, share_running=False)
 
 
 @contextlib.contextmanager

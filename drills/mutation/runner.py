@@ -33,7 +33,6 @@ from pathlib import Path
 
 from drills import suite
 from drills.faults_catalogue import ISOLATION_KEYWORDS, PIPELINE_SCENARIO, SUITE_PATHS, Selection
-from drills.local_stack import StackUnavailable, local_stack
 from drills.mutation import history, report
 from drills.mutation.imports import services_loading
 from drills.mutation.model import AREAS, Mutant
@@ -54,6 +53,7 @@ from drills.mutation.sample import (
 from stack import processes
 from stack.control import ControlError, RevisionFailed, StackControl
 from stack.control import _temporary_env as temporary_env
+from stack.handle import StackUnavailable, local_stack
 from stack.localsecrets import REDACTED
 from stack.state import REPO_ROOT
 
