@@ -138,6 +138,29 @@ class StackControl:
     def _switch(self, service: str, revision: RevisionRecord) -> None:
         self._admin("PUT", f"/services/{service}/route", {"revision": revision.id, "upstream": revision.url})
 
+    def split_traffic(self, service: str, percents: Mapping[str, int]) -> None:
+        """Share the service's new requests between running revisions by percent (adding up to 100).
+
+        A canary step, as `gcloud run services update-traffic --to-revisions=A=95,B=5`: the state's
+        live revision stays the one route() last chose, and the step to all traffic is route().
+        """
+        if not percents:
+            raise ControlError(f"a split of {service} names no revision")
+        current = self.service(service)
+        targets = []
+        for revision_id, percent in percents.items():
+            revision = current.find(revision_id)
+            if revision is None:
+                raise ControlError(f"{service} has no revision {revision_id}")
+            if revision.state in ("stopped", "failed", "starting"):
+                raise ControlError(f"revision {revision_id} is {revision.state}; it cannot take traffic")
+            targets.append({"revision": revision.id, "upstream": revision.url, "percent": percent})
+        self._admin("PUT", f"/services/{service}/traffic", {"targets": targets})
+
+    def revision_stats(self, service: str, since: int = 0) -> dict[str, Any]:
+        """Per revision: requests and status classes, and (status, ms) samples after sequence `since`."""
+        return self._admin("GET", f"/services/{service}/stats?since={since}")
+
     def drain(self, service: str, upstream: str, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:
         """Wait until no request routed to upstream is in flight (ControlError when that never happens)."""
         try:

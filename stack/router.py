@@ -1,9 +1,13 @@
 """A local stand-in for Cloud Run traffic routing: one stable port per service, atomic switches.
 
 Run as its own process: `python -m stack.router --admin-port P`. Every request on a service's
-stable port is forwarded unchanged (redirects are not followed) to the service's live revision.
-A switch only changes where NEW requests go; requests already in flight finish on the old
-revision, and GET /services shows the in-flight count per upstream so a controller can drain it.
+stable port is forwarded unchanged (redirects are not followed) to one of the service's revisions:
+the live one, or by weight when the traffic is split (as `gcloud run services update-traffic
+--to-revisions=A=95,B=5` does), picked by smooth weighted round-robin so that any window of 100
+requests follows the percentages to within one request. A switch or a new split only changes
+where NEW requests go; requests already in flight finish where they were sent, and GET /services
+shows the in-flight count per upstream so a controller can drain it. Each request's status class
+and latency are counted per revision (GET /services/NAME/stats), the samples a canary judges.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import select
 import signal
 import sys
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 HOST = "127.0.0.1"
 UPSTREAM_TIMEOUT_SECONDS = 300.0
@@ -41,16 +47,50 @@ HOP_BY_HOP = frozenset(
 )
 
 
+# Per service, the latest request samples kept for GET /services/NAME/stats (older ones are dropped).
+SAMPLES_KEPT = 50_000
+
+
+@dataclass
+class Target:
+    """One revision taking a share of a service's new requests."""
+
+    revision: str
+    upstream: str
+    percent: int
+    # Smooth weighted round-robin's running score (nginx's algorithm): exact shares, no randomness.
+    score: int = 0
+
+
 @dataclass
 class Route:
-    """Where one service's new requests go, and how many are in flight per upstream."""
+    """Where one service's new requests go, how many are in flight per upstream, and how they went."""
 
     name: str
     port: int
-    revision: str = ""
-    upstream: str = ""
+    targets: list[Target] = field(default_factory=list)
     in_flight: dict[str, int] = field(default_factory=dict)
     served: int = 0
+    # (sequence number, revision, status, milliseconds) of the latest requests, oldest first.
+    samples: deque[tuple[int, str, int, float]] = field(default_factory=lambda: deque(maxlen=SAMPLES_KEPT))
+    # Per revision: requests and status classes ("2xx", "5xx", ...) since the router started.
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def live(self) -> Target | None:
+        """The target with the largest share (the live revision when traffic is not split)."""
+        return max(self.targets, key=lambda t: t.percent, default=None)
+
+    def pick(self) -> Target | None:
+        """The next request's target: smooth weighted round-robin over the targets with a share."""
+        weighted = [t for t in self.targets if t.percent > 0]
+        if not weighted:
+            return None
+        for target in weighted:
+            target.score += target.percent
+        chosen = max(weighted, key=lambda t: t.score)
+        chosen.score -= sum(t.percent for t in weighted)
+        return chosen
 
 
 class RouteTable:
@@ -59,6 +99,7 @@ class RouteTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routes: dict[str, Route] = {}
+        self._sequence = 0
 
     def add(self, name: str, port: int) -> Route:
         """Register a service on its stable port."""
@@ -73,26 +114,31 @@ class RouteTable:
             return self._routes.get(name)
 
     def switch(self, name: str, revision: str, upstream: str) -> dict[str, Any]:
-        """Send the service's new requests to upstream from now on."""
+        """Send all of the service's new requests to upstream from now on."""
+        return self.split(name, [Target(revision, upstream, 100)])
+
+    def split(self, name: str, targets: list[Target]) -> dict[str, Any]:
+        """Share the service's new requests between targets by percent; returns the previous live one."""
         with self._lock:
             route = self._routes[name]
-            previous = {"revision": route.revision, "upstream": route.upstream}
-            route.revision = revision
-            route.upstream = upstream
+            live = route.live
+            previous = {"revision": live.revision, "upstream": live.upstream} if live else {}
+            route.targets = [Target(t.revision, t.upstream, t.percent) for t in targets]
             return previous
 
     def acquire(self, name: str) -> tuple[str, str] | None:
-        """Pick the live upstream for one request and count it as in flight (one atomic step)."""
+        """Pick the upstream for one request and count it as in flight (one atomic step)."""
         with self._lock:
             route = self._routes[name]
-            if not route.upstream:
+            target = route.pick()
+            if target is None:
                 return None
-            route.in_flight[route.upstream] = route.in_flight.get(route.upstream, 0) + 1
+            route.in_flight[target.upstream] = route.in_flight.get(target.upstream, 0) + 1
             route.served += 1
-            return route.revision, route.upstream
+            return target.revision, target.upstream
 
-    def release(self, name: str, upstream: str) -> None:
-        """One request to upstream has finished (response fully sent or failed)."""
+    def release(self, name: str, revision: str, upstream: str, status: int, milliseconds: float) -> None:
+        """One request to upstream has finished (response fully sent or failed) with this status."""
         with self._lock:
             route = self._routes[name]
             count = route.in_flight.get(upstream, 0) - 1
@@ -100,16 +146,40 @@ class RouteTable:
                 route.in_flight[upstream] = count
             else:
                 route.in_flight.pop(upstream, None)
+            self._sequence += 1
+            route.samples.append((self._sequence, revision, status, round(milliseconds, 2)))
+            counts = route.counts.setdefault(revision, {"requests": 0})
+            counts["requests"] += 1
+            status_class = f"{status // 100}xx"
+            counts[status_class] = counts.get(status_class, 0) + 1
+
+    def stats(self, name: str, since: int = 0) -> dict[str, Any]:
+        """Per revision its counts, and the samples after sequence number `since` (status, ms)."""
+        with self._lock:
+            route = self._routes[name]
+            samples: dict[str, list[list[float]]] = {}
+            for sequence, revision, status, milliseconds in route.samples:
+                if sequence > since:
+                    samples.setdefault(revision, []).append([sequence, status, milliseconds])
+            return {
+                "sequence": self._sequence,
+                "counts": {revision: dict(counts) for revision, counts in route.counts.items()},
+                "samples": samples,
+            }
 
     def snapshot(self) -> dict[str, Any]:
-        """Every route with its in-flight counts, for the admin API."""
+        """Every route with its traffic and in-flight counts, for the admin API."""
         with self._lock:
             return {
                 name: {
                     "url": f"http://{HOST}:{route.port}",
                     "port": route.port,
-                    "revision": route.revision,
-                    "upstream": route.upstream,
+                    "revision": route.live.revision if route.live else "",
+                    "upstream": route.live.upstream if route.live else "",
+                    "traffic": [
+                        {"revision": t.revision, "upstream": t.upstream, "percent": t.percent}
+                        for t in route.targets
+                    ],
                     "in_flight": dict(route.in_flight),
                     "served": route.served,
                 }
@@ -184,13 +254,18 @@ def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestH
                 self._plain(503, f"no live revision for service {service}\n")
                 return
             revision, upstream = picked
+            started = time.monotonic()
+            # The revision's own answer once it has one: a client hanging up later is not its failure.
+            self.upstream_status = 502
             try:
                 self._relay(upstream, body)
             except (OSError, http.client.HTTPException) as exc:
                 sys.stderr.write(f"router: {service} -> {revision} ({upstream}) failed: {exc!r}\n")
-                self._plain(502, f"upstream revision {revision} of {service} failed\n")
+                if self.upstream_status == 502:
+                    self._plain(502, f"upstream revision {revision} of {service} failed\n")
             finally:
-                table.release(service, upstream)
+                elapsed_ms = (time.monotonic() - started) * 1000
+                table.release(service, revision, upstream, self.upstream_status, elapsed_ms)
 
         def _relay(self, upstream: str, body: bytes) -> None:
             target = urlsplit(upstream)
@@ -211,6 +286,7 @@ def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestH
                 _send_body(connection, body)
                 response = connection.getresponse()
                 payload = response.read()
+                self.upstream_status = int(response.status)
                 self.send_response_only(response.status, response.reason)
                 for name, value in response.getheaders():
                     if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
@@ -298,11 +374,21 @@ def make_admin_handler(router: Router) -> type[BaseHTTPRequestHandler]:
             return value if isinstance(value, dict) else None
 
         def do_GET(self) -> None:
-            """GET /healthz, GET /services."""
-            if self.path == "/healthz":
+            """GET /healthz, GET /services, GET /services/NAME/stats?since=N."""
+            url = urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            if url.path == "/healthz":
                 self._json(200, {"ok": True})
-            elif self.path == "/services":
+            elif url.path == "/services":
                 self._json(200, {"services": router.table.snapshot()})
+            elif len(parts) == 3 and parts[0] == "services" and parts[2] == "stats":
+                since = parse_qs(url.query).get("since", ["0"])[0]
+                if router.table.get(parts[1]) is None:
+                    self._json(404, {"error": f"no service {parts[1]}"})
+                elif not since.isdigit():
+                    self._json(400, {"error": "since must be a sequence number (0 or more)"})
+                else:
+                    self._json(200, router.table.stats(parts[1], int(since)))
             else:
                 self._json(404, {"error": f"unknown path {self.path}"})
 
@@ -325,31 +411,63 @@ def make_admin_handler(router: Router) -> type[BaseHTTPRequestHandler]:
                 self._json(409, {"error": f"cannot listen on port {port}: {exc.strerror}"})
 
         def do_PUT(self) -> None:
-            """PUT /services/NAME/route {"revision", "upstream"}."""
+            """PUT /services/NAME/route {"revision", "upstream"}, PUT /services/NAME/traffic {"targets"}."""
             parts = self.path.strip("/").split("/")
             body = self._body()
-            if len(parts) != 3 or parts[0] != "services" or parts[2] != "route":
+            if len(parts) != 3 or parts[0] != "services" or parts[2] not in ("route", "traffic"):
                 self._json(404, {"error": f"unknown path {self.path}"})
                 return
             name = parts[1]
             if router.table.get(name) is None:
                 self._json(404, {"error": f"no service {name}"})
                 return
-            if body is None or not all(
-                isinstance(body.get(k), str) and body[k] for k in ("revision", "upstream")
-            ):
-                self._json(400, {"error": 'body must be {"revision": "...", "upstream": "http://..."}'})
+            if parts[2] == "route":
+                targets = [{**body, "percent": 100}] if body is not None else None
+            else:
+                targets = body.get("targets") if body is not None else None
+            problem = _traffic_problem(targets)
+            if problem:
+                self._json(400, {"error": problem})
                 return
-            upstream = body["upstream"]
-            if urlsplit(upstream).scheme != "http" or urlsplit(upstream).hostname not in (HOST, "localhost"):
-                self._json(400, {"error": "upstream must be an http URL on 127.0.0.1"})
-                return
-            previous = router.table.switch(name, body["revision"], upstream)
+            assert targets is not None  # no problem found
+            chosen = [Target(t["revision"], t["upstream"], t["percent"]) for t in targets]
+            previous = router.table.split(name, chosen)
+            live = max(chosen, key=lambda t: t.percent)
             self._json(
-                200, {"name": name, "revision": body["revision"], "upstream": upstream, "previous": previous}
+                200,
+                {
+                    "name": name,
+                    "revision": live.revision,
+                    "upstream": live.upstream,
+                    "traffic": targets,
+                    "previous": previous,
+                },
             )
 
     return AdminHandler
+
+
+def _traffic_problem(targets: object) -> str:
+    """Why a traffic split is refused (one line), or "" for a split the router can apply."""
+    shape = 'targets must be [{"revision": "...", "upstream": "http://127.0.0.1:PORT", "percent": N}, ...]'
+    if not isinstance(targets, list) or not targets:
+        return shape
+    for target in targets:
+        if not isinstance(target, dict) or not all(
+            isinstance(target.get(k), str) and target[k] for k in ("revision", "upstream")
+        ):
+            return shape
+        percent = target.get("percent")
+        if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
+            return "each percent must be a whole number from 0 to 100"
+        upstream = urlsplit(target["upstream"])
+        if upstream.scheme != "http" or upstream.hostname not in (HOST, "localhost"):
+            return "upstream must be an http URL on 127.0.0.1"
+    if len({t["revision"] for t in targets}) != len(targets):
+        return "each revision may appear once"
+    if sum(t["percent"] for t in targets) != 100:
+        return "the percents must add up to 100"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -258,3 +258,128 @@ def test_a_stack_still_starting_is_not_healthy_until_it_says_it_is_ready(router_
         starter.communicate(b"", timeout=10)
     # The starter is gone (crashed mid-start or a stack of older records): the router decides.
     assert runner.healthy(path, start_timeout=1.0)
+
+
+def _served_by(url: str, count: int) -> Counter[str]:
+    """Send count requests one after the other; how many each revision answered (all must be 200)."""
+    served: Counter[str] = Counter()
+    with requests.Session() as session:
+        for n in range(count):
+            response = session.get(f"{url}/echo?n={n}", timeout=10)
+            assert response.status_code == 200, (
+                f"request {n}: HTTP {response.status_code} {response.text[:100]}"
+            )
+            served[response.headers["X-Echo-Revision"]] += 1
+    return served
+
+
+@pytest.mark.parametrize("percents", [(95, 5), (75, 25), (50, 50), (0, 100)])
+def test_a_split_shares_requests_by_percent_and_counts_them_per_revision(
+    router_stack: StackControl, percents: tuple[int, int]
+) -> None:
+    baseline = deploy_echo(router_stack)
+    candidate = deploy_echo(router_stack, route=False, tag="canary")
+    router_stack.split_traffic("echo", {baseline.id: percents[0], candidate.id: percents[1]})
+    before = router_stack.revision_stats("echo")
+    served = _served_by(router_stack.service("echo").url, 200)
+    # Smooth weighted round-robin: every 100 requests follow the percentages exactly.
+    assert served == Counter({baseline.id: 2 * percents[0], candidate.id: 2 * percents[1]}) - Counter()
+    after = router_stack.revision_stats("echo", since=before["sequence"])
+    counted = {revision: len(samples) for revision, samples in after["samples"].items()}
+    assert counted == dict(served), "the router's samples disagree with what the clients saw"
+    for revision, samples in after["samples"].items():
+        assert all(status == 200 and milliseconds > 0 for _, status, milliseconds in samples), revision
+        assert after["counts"][revision]["2xx"] >= served[revision]
+    routes = router_stack.routes()["echo"]
+    assert {t["revision"]: t["percent"] for t in routes["traffic"]} == {
+        baseline.id: percents[0],
+        candidate.id: percents[1],
+    }
+    # The state's live revision is still the baseline: a split is a step, route() is the switch.
+    assert router_stack.live_revision("echo").id == baseline.id  # type: ignore[union-attr]
+
+
+def test_errors_are_counted_against_the_revision_that_answered(router_stack: StackControl) -> None:
+    baseline = deploy_echo(router_stack)
+    candidate = deploy_echo(router_stack, route=False)
+    router_stack.split_traffic("echo", {baseline.id: 50, candidate.id: 50})
+    url = router_stack.service("echo").url
+    statuses = [requests.get(f"{url}/status/503", timeout=10).status_code for _ in range(10)]
+    assert statuses == [503] * 10
+    counts = router_stack.revision_stats("echo")["counts"]
+    assert {revision: c.get("5xx") for revision, c in counts.items()} == {baseline.id: 5, candidate.id: 5}
+    processes.stop_group(candidate.pgid)  # a revision that stops answering: the router's 502 is its own
+    statuses = [requests.get(f"{url}/echo", timeout=10).status_code for _ in range(4)]
+    assert sorted(statuses) == [200, 200, 502, 502]
+    assert router_stack.revision_stats("echo")["counts"][candidate.id]["5xx"] == 7
+
+
+def test_a_split_that_cannot_be_applied_is_refused_and_traffic_stays(router_stack: StackControl) -> None:
+    baseline = deploy_echo(router_stack)
+    candidate = deploy_echo(router_stack, route=False)
+    refused = {
+        "the percents must add up to 100": {baseline.id: 90, candidate.id: 5},
+        "from 0 to 100": {baseline.id: 150, candidate.id: -50},
+        "has no revision": {baseline.id: 50, "echo-nope": 50},
+    }
+    for message, percents in refused.items():
+        with pytest.raises(ControlError, match=message):
+            router_stack.split_traffic("echo", percents)
+    with pytest.raises(ControlError, match="names no revision"):
+        router_stack.split_traffic("echo", {})
+    with pytest.raises(ControlError, match="targets must be"):
+        router_stack._admin("PUT", "/services/echo/traffic", {"targets": []})
+    assert _served_by(router_stack.service("echo").url, 10) == Counter({baseline.id: 10})
+    with pytest.raises(ControlError, match="since must be a sequence number"):
+        router_stack._admin("GET", "/services/echo/stats?since=-1")
+
+
+def test_zero_dropped_requests_while_the_split_changes(router_stack: StackControl) -> None:
+    """Clients send without pause while the candidate's share goes 5, 25, 50, 100 and back to 0."""
+    baseline = deploy_echo(router_stack)
+    candidate = deploy_echo(router_stack, route=False)
+    url = router_stack.service("echo").url
+    stop = threading.Event()
+    progress = threading.Condition()
+    served: Counter[str] = Counter()
+    failures: list[str] = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = session.get(url + "/echo", timeout=30)
+                    revision = (
+                        response.headers.get("X-Echo-Revision", "") if response.status_code == 200 else ""
+                    )
+                    problem = "" if revision else f"HTTP {response.status_code}"
+                except requests.RequestException as exc:
+                    revision, problem = "", repr(exc)
+                with progress:
+                    if revision:
+                        served[revision] += 1
+                    else:
+                        failures.append(problem)
+                    progress.notify_all()
+
+    def after_more(count: int) -> None:
+        with progress:
+            target = sum(served.values()) + count
+            assert progress.wait_for(lambda: sum(served.values()) >= target or failures, timeout=60), (
+                f"the clients never got {count} more answers"
+            )
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        for share in (5, 25, 50, 100, 0):
+            router_stack.split_traffic("echo", {baseline.id: 100 - share, candidate.id: share})
+            after_more(40)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    assert failures == [], f"{len(failures)} requests failed while the split changed: {failures[:3]}"
+    assert served[baseline.id], "the baseline never answered"
+    assert served[candidate.id], "the candidate never answered"
