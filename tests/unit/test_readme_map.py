@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 
@@ -9,7 +10,6 @@ import nox.registry
 import pytest
 from readme_sections import README, section
 
-import conftest
 import noxfile  # noqa: F401  (importing it registers its sessions)
 from imageflow.manifest import default
 from stack.state import REPO_ROOT
@@ -41,11 +41,22 @@ def test_every_tracked_folder_has_its_place_in_the_folder_table() -> None:
     assert not missing, f"folders the README's table does not name: {missing}"
 
 
+def _root_plugins() -> list[str]:
+    """The root conftest's pytest_plugins, read from its source: "conftest" is another module under xdist."""
+    tree = ast.parse((REPO_ROOT / "conftest.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "pytest_plugins" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("the root conftest.py sets no pytest_plugins")
+
+
 def test_every_fixture_plugin_is_named_in_the_fixtures_row() -> None:
     row = set(NAMED.findall(_row("`fixtures/`")))
     modules = {p.stem for p in (REPO_ROOT / "fixtures").glob("*.py") if p.stem != "__init__"}
     assert not modules - row, f"fixtures modules the README does not name: {sorted(modules - row)}"
-    plugins = {p.removeprefix("fixtures.") for p in conftest.pytest_plugins if p.startswith("fixtures.")}
+    plugins = {p.removeprefix("fixtures.") for p in _root_plugins() if p.startswith("fixtures.")}
     assert plugins <= modules, "conftest names a plugin that is not a module of fixtures/"
 
 
