@@ -189,7 +189,9 @@ def list_uploads(who: User) -> list[dict[str, Any]]:
     if svc.settings.fault(faults.SHOWS_OTHER_USERS_UPLOADS):
         db = clients.firestore_client(svc.settings.project)
         docs = []
-        for snapshot in db.collection(COLLECTION).limit(100).stream():
+        # The owner filter forgotten: the newest uploads of everyone, as the real list orders them.
+        newest = db.collection(COLLECTION).order_by("created_at", direction="DESCENDING").limit(100)
+        for snapshot in newest.stream():
             doc = snapshot.to_dict() or {}
             doc.setdefault("workflow_id", snapshot.id)
             docs.append(doc)
