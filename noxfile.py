@@ -65,6 +65,15 @@ def rollback(session: nox.Session) -> None:
     _deploy(session, "rollback")
 
 
+@nox.session(python=False, default=False)
+def canary(session: nox.Session) -> None:
+    """The progressive part alone on a running local stack: candidates, canary steps, 100 %, bake.
+
+    `nox -s canary -- --env local`; a fault for the candidates: `-- --revision-env IMAGEFLOW_FAULTS=...`.
+    """
+    _deploy(session, "canary")
+
+
 @nox.session(python=False)
 def plan(session: nox.Session) -> None:
     """Dry run: every command the deploy would run, in order; nothing is run, no network.

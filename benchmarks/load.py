@@ -49,7 +49,16 @@ STOP_TIMEOUT_SECONDS = 90
 def run_locust(info: StackInfo, users: int, spawn_rate: float, seconds: int, log: Path) -> tuple[int, float]:
     """Run Locust headless; (exit code, wall seconds). Its process group is always stopped."""
     LOAD_DIR.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "Uploader",
+        "--headless",
+        "--only-summary",
+    ]
     command += ["-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s"]
     command += ["--stop-timeout", str(STOP_TIMEOUT_SECONDS)]
     command += ["--host", info.dashboard_url, "--csv", str(LOAD_DIR / "locust"), "--loglevel", "WARNING"]

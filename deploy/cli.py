@@ -1,6 +1,7 @@
 """`python -m deploy VERB [options] [-- pytest args]`: the verbs the nox sessions call.
 
-Verbs: plan (dry run, any --env), deploy (--env), e2e (local), staging_e2e, production_gate, rollback.
+Verbs: plan (dry run, any --env), deploy (--env), e2e (local), staging_e2e, production_gate, rollback,
+canary (--env: the progressive part alone, candidates -> steps -> 100 % -> bake, no lane).
 Options come before `--`; anything after `--` (and any option the tool does not know) goes to pytest.
 Exit codes: 0 done, 1 a step or the verification failed (what changed was rolled back), 2 refused before
 any step ran (bad input), 3 the rollback itself failed (manual commands printed).
@@ -22,7 +23,7 @@ from deploy.shell import Shell
 from deploy.steps import PreflightError
 from imageflow import manifest as manifest_module
 
-VERBS = ("plan", "deploy", "e2e", "staging_e2e", "production_gate", "rollback")
+VERBS = ("plan", "deploy", "e2e", "staging_e2e", "production_gate", "rollback", "canary")
 # Sessions bound to one environment; plan, deploy and rollback take --env.
 FIXED_ENV = {"e2e": "local", "staging_e2e": "staging", "production_gate": "production"}
 
@@ -56,6 +57,11 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "--rules-from", default="", metavar="REV", help="git revision whose firestore.rules to restore"
     )
     parser.add_argument(
+        "--no-canary",
+        action="store_true",
+        help="promote in one switch after the lane: no canary steps, no bake",
+    )
+    parser.add_argument(
         "--revision-env",
         action="append",
         default=[],
@@ -69,7 +75,9 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def context(options: argparse.Namespace, pytest_args: list[str]) -> RunContext:
     """Resolve the environment and the manifest into a run context (bad input -> PreflightError)."""
     name = (
-        FIXED_ENV.get(options.verb) or options.env or ("local" if options.verb in ("plan", "deploy") else "")
+        FIXED_ENV.get(options.verb)
+        or options.env
+        or ("local" if options.verb in ("plan", "deploy", "canary") else "")
     )
     if options.verb in FIXED_ENV and options.env and options.env != FIXED_ENV[options.verb]:
         raise PreflightError(f"{options.verb} always targets {FIXED_ENV[options.verb]}, not {options.env}")
@@ -80,6 +88,10 @@ def context(options: argparse.Namespace, pytest_args: list[str]) -> RunContext:
         manifest = manifest_module.load()
     except (environments.TargetError, manifest_module.ManifestError) as exc:
         raise PreflightError(str(exc)) from exc
+    if options.verb == "canary" and (env.canary is None or options.no_canary or not env.is_local):
+        raise PreflightError(
+            f"canary needs a local target with [environments.{name}.canary] (Google Cloud: not built yet)"
+        )
     if options.restore_backup and options.verb != "rollback":
         raise PreflightError("--restore-backup is only accepted by the rollback session")
     revision_env = dict(item.partition("=")[::2] for item in options.revision_env)
@@ -103,6 +115,7 @@ def context(options: argparse.Namespace, pytest_args: list[str]) -> RunContext:
         restore_backup=options.restore_backup,
         rules_from=options.rules_from,
         revision_env=revision_env,
+        canary=not options.no_canary,
     )
 
 

@@ -95,7 +95,14 @@ class RunContext:
     rules_from: str = ""
     # Extra configuration for the local candidates (the rollback drill switches a fault on with it).
     revision_env: dict[str, str] = field(default_factory=dict)
+    # False with --no-canary: promoted in one switch after the lane, as before canary steps existed.
+    canary: bool = True
     sources: Sources = field(default_factory=Sources.from_env)
+
+    @property
+    def progressive(self) -> bool:
+        """Canary steps and the bake run: the target configures them and --no-canary was not given."""
+        return self.canary and self.env.canary is not None and self.session != "rollback"
 
     @property
     def tag(self) -> str:

@@ -426,6 +426,17 @@ class GcpExecutor:
             if not self.shell.run(argv, check=False).ok:
                 self.record.warnings.append(f"lane leftover, delete by hand: {shlex.join(argv)}")
 
+    def canary(self) -> str:
+        """Not on Google Cloud yet: the analysis there reads Cloud Monitoring, which is not wired in."""
+        self.record.warnings.append(
+            "canary steps are not run on Google Cloud yet: promoted in one switch after the lane"
+        )
+        return "not applicable: canary analysis on Google Cloud is not built yet"
+
+    def bake(self) -> str:
+        """Not on Google Cloud yet (see canary)."""
+        return "not applicable: the bake on Google Cloud is not built yet"
+
     def promote(self) -> str:
         """Move all traffic to the verified candidates (by tag); the undo restores the previous split."""
         # Consumers before producers (finalizer first, dashboard last): new messages meet new agents.

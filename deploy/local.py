@@ -14,11 +14,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import requests
 
+from benchmarks import plot
 from deploy import plan, runner, verify
+from deploy.canary import CanaryRun, Revisions
 from deploy.context import RunContext
+from deploy.local_traffic import LocalTraffic
 from deploy.record import RunRecord
 from deploy.shell import Shell
 from deploy.steps import Change, StepFailed, VerificationFailed
+from load.traffic import BackgroundUsers, TrafficError
 from stack import localsecrets
 from stack import runner as stack_runner
 from stack import state as stack_state
@@ -27,6 +31,7 @@ from stack.handle import StackUnavailable, choose_state_file, local_stack
 from stack.state import REPO_ROOT, RevisionRecord
 
 BACKUPS = REPO_ROOT / "reports" / "backups"
+CANARY_REPORTS = REPO_ROOT / "reports" / "canary"
 HTTP_TIMEOUT = 10.0
 SECRET_HINTS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 T = TypeVar("T")
@@ -61,6 +66,8 @@ class LocalExecutor:
         self.changes: list[Change] = []
         self.previous: dict[str, RevisionRecord] = {}
         self.candidate: dict[str, RevisionRecord] = {}
+        self.canary_run: CanaryRun | None = None
+        self.users: BackgroundUsers | None = None
 
     @property
     def control(self) -> StackControl:
@@ -222,6 +229,76 @@ class LocalExecutor:
                 self.act(f"delete_lane {lane}", lambda: self.control.delete_lane(lane))
             except StepFailed as exc:
                 self.record.warnings.append(f"lane {lane} not deleted: {exc}")
+
+    def canary(self) -> str:
+        """Give the candidates each configured share under Locust traffic, judged window by window."""
+        config = self.ctx.env.canary
+        assert config is not None  # the plan has this step only when the target configures it
+        if self.shell.dry_run:
+            for percent in config.steps:
+                self.act(
+                    f"split every service {percent}% candidate / {100 - percent}% previous; analyse",
+                    lambda: None,
+                )
+            return f"steps {', '.join(f'{p}%' for p in config.steps)}"
+        missing = [s.name for s in self.manifest.services if s.name not in self.previous]
+        if missing:
+            self.record.warnings.append(
+                f"canary skipped: no previous revision of {', '.join(missing)} to compare with"
+            )
+            return "not applicable: no previous revision to compare with"
+        traffic = LocalTraffic(self.control, self.candidate, self.previous, list(self.manifest.agent_names))
+        revisions = Revisions(
+            candidate={s: r.id for s, r in self.candidate.items()},
+            previous={s: r.id for s, r in self.previous.items()},
+            deadlines={a.name: a.deadline_seconds for a in self.manifest.agents},
+        )
+        self.canary_run = CanaryRun(config, traffic, revisions, say=self.shell.say)
+        self.changes.append(
+            Change("all traffic back on the previous revisions", traffic.restore, "python -m stack down")
+        )
+        if config.traffic_users:
+            try:
+                self.users = BackgroundUsers(
+                    self.control.state, config.traffic_users, config.longest_seconds, CANARY_REPORTS
+                )
+            except TrafficError as exc:
+                raise StepFailed(str(exc)) from exc
+            self.changes.append(Change("stop the canary's traffic", self.stop_traffic, "# local: nothing"))
+            self.users.start()
+        try:
+            return self.canary_run.steps()
+        finally:
+            self.keep_canary_record()
+
+    def bake(self) -> str:
+        """Watch the release at 100 % against the previous revisions' figures; a regression rolls back."""
+        if self.canary_run is None:
+            return "not applicable: no canary ran"
+        try:
+            return self.canary_run.bake()
+        finally:
+            self.stop_traffic()
+            self.keep_canary_record()
+
+    def stop_traffic(self) -> None:
+        """Stop the canary's Locust users and delete them with their data (once)."""
+        users, self.users = self.users, None
+        if users is not None:
+            removed = users.stop()
+            self.shell.say(f"canary traffic stopped; {removed} load users' records removed")
+
+    def keep_canary_record(self) -> None:
+        """The canary's phases into the run record, with the picture of every revision over time."""
+        if self.canary_run is None:
+            return
+        data = self.canary_run.as_dict()
+        timeline = [point for phase in self.canary_run.phases for point in phase.timeline]
+        if timeline:
+            picture = CANARY_REPORTS / f"canary-{self.ctx.run_id}.png"
+            plot.canary(picture, f"canary {self.ctx.run_id}: success rate and latency per revision", timeline)
+            data["picture"] = str(picture)
+        self.record.canary = data
 
     def promote(self) -> str:
         """Route each stable URL to its candidate; the previous revision keeps running until the end."""

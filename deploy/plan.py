@@ -20,8 +20,10 @@ class Executor(Protocol):
     def candidates(self) -> str: ...
     def rules(self) -> str: ...
     def verify(self) -> str: ...
+    def canary(self) -> str: ...
     def promote(self) -> str: ...
     def check_promote(self) -> None: ...
+    def bake(self) -> str: ...
     def monitoring(self) -> str: ...
     def checklist(self) -> str: ...
 
@@ -29,6 +31,8 @@ class Executor(Protocol):
 def build(ctx: RunContext, executor: Executor) -> list[Step]:
     """The steps of the plan in order, each bound to how the executor does and checks it."""
     backup = [Step("backup", TITLES["backup"], executor.backup)] if ctx.backup else []
+    canary = [Step("canary", TITLES["canary"], executor.canary)] if ctx.progressive else []
+    bake = [Step("bake", TITLES["bake"], executor.bake)] if ctx.progressive else []
     return [
         Step(
             "infrastructure", TITLES["infrastructure"], executor.infrastructure, executor.check_infrastructure
@@ -37,8 +41,10 @@ def build(ctx: RunContext, executor: Executor) -> list[Step]:
         *backup,
         Step("candidates", TITLES["candidates"], executor.candidates),
         Step("rules", TITLES["rules"], executor.rules),
-        Step("verify", TITLES["verify"], executor.verify),
+        *([] if ctx.session == "canary" else [Step("verify", TITLES["verify"], executor.verify)]),
+        *canary,
         Step("promote", TITLES["promote"], executor.promote, executor.check_promote),
+        *bake,
         Step("monitoring", TITLES["monitoring"], executor.monitoring),
         Step("checklist", TITLES["checklist"], executor.checklist),
     ]

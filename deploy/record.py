@@ -57,6 +57,8 @@ class RunRecord:
     backup: str = ""
     steps: list[StepEntry] = field(default_factory=list)
     verification: dict[str, object] = field(default_factory=dict)
+    # The canary steps and the bake: per phase its windows, signals and decision (deploy/canary.py).
+    canary: dict[str, object] = field(default_factory=dict)
     rollback: list[StepEntry] = field(default_factory=list)
     manual_commands: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -134,6 +136,21 @@ def markdown(record: RunRecord) -> str:
     if record.verification:
         lines += ["", "## Verification", ""]
         lines += [f"- {k}: {v}" for k, v in record.verification.items()]
+    phases = record.canary.get("phases") if record.canary else None
+    if isinstance(phases, list) and phases:
+        lines += [
+            "",
+            "## Canary",
+            "",
+            "| phase | windows | seconds | decision | why |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for phase in phases:
+            why = "; ".join(phase.get("reasons") or []) or "-"
+            cells = [phase["name"], phase["windows"], f"{phase['seconds']:.1f}s", phase["decision"], why]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        if record.canary.get("picture"):
+            lines += ["", f"Success rate and latency per revision: `{record.canary['picture']}`"]
     if record.rollback:
         lines += ["", "## Rollback", "", *_steps_table(record.rollback)]
     if record.manual_commands:

@@ -45,7 +45,9 @@ TITLES = {
     "candidates": "deploy candidates",
     "rules": "deploy firestore.rules",
     "verify": "verify candidates",
+    "canary": "canary steps (traffic shares, analysis per window)",
     "promote": "promote candidates",
+    "bake": "bake at 100 % (watched against the previous release)",
     "monitoring": "monitoring active",
     "checklist": "post-launch checklist",
 }

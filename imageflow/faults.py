@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable
 
 from imageflow import manifest as manifest_module
+from imageflow import traffic_faults
 from imageflow.config import Settings
 
 # Faults every agent of the manifest understands (switch name: f"{agent}.{fault}").
@@ -54,7 +55,8 @@ FAULTS: dict[str, str] = _default_catalogue()
 
 def unknown(faults: Iterable[str], agent_names: Iterable[str]) -> list[str]:
     """The switches in faults that no agent implements (a typo would silently test nothing)."""
-    known = catalogue(agent_names)
+    names = list(agent_names)
+    known = {**catalogue(names), **traffic_faults.catalogue(names)}
     return sorted(f for f in faults if f not in known)
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from imageflow import manifest as manifest_module
-from imageflow.config import ConfigError
+from imageflow import traffic_faults
+from imageflow.config import ConfigError, parse_faults
 from imageflow.manifest import ManifestError
 
 # Exit code when the service's module or its create_app does not exist (EX_CONFIG of sysexits.h);
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     factory = find_factory(args.service)
     try:
         app = factory()
+        # Faults only traffic shows wrap the service from outside; config refuses them where real users are.
+        faults = parse_faults(
+            os.environ.get("IMAGEFLOW_FAULTS", ""), os.environ.get("IMAGEFLOW_ENV", "local")
+        )
     except ConfigError as exc:
         # A refused configuration (e.g. a fault switch on staging) is one line, not a traceback.
         return _fail(f"service {args.service}: {exc}", 1)
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     body_limit = app.config.get("IMAGEFLOW_SERVER_BODY_LIMIT")
     limits = {"max_request_body_size": int(body_limit) + 1} if body_limit else {}
     waitress.serve(
-        app,
+        traffic_faults.wrap(app, args.service, faults),
         host=args.host,
         port=port,
         threads=args.threads,

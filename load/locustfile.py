@@ -13,6 +13,10 @@ Locust event "WORKFLOW upload->completed" whose response time is upload start ->
 failure when the workflow did not complete or an agent of the manifest did not run exactly once.
 Events aggregate on the master in distributed mode (--master/--worker) like any request.
 
+`CanaryUser` is the traffic of a canary and its bake (deploy/canary.py names it on the command line):
+small uploads, each followed through the dashboard's own API (GET /api/workflows/ID) as the workflow
+page polls it, so every service of the release carries a steady share of requests.
+
 Only loopback hosts are accepted unless IMAGEFLOW_LOAD_ALLOW_REMOTE=1 (a deliberate choice for a
 staging run). IMAGEFLOW_LOAD_LOG names a JSON-lines file where each process appends its uploads
 (workflow id, upload time, user email) for the runner's own check and cleanup.
@@ -170,3 +174,44 @@ class Uploader(HttpUser):
             exception=error,
             context={},
         )
+
+
+# Small photos for the canary's traffic: many workflows a second on two cores, every agent at work.
+CANARY_PHOTO_SIZE = (480, 360)
+CANARY_POLL_SECONDS = 0.25
+_canary_photos: list[bytes] = []
+
+
+class CanaryUser(Uploader):
+    """A user whose uploads are followed through the dashboard's API, as the workflow page does."""
+
+    wait_time = between(0.2, 0.6)
+
+    @task
+    def upload_photo(self) -> None:
+        """Upload one small photo and poll its workflow through GET /api/workflows/ID to its end."""
+        if not _canary_photos:
+            for seed in range(PHOTOS_COUNT):
+                buffer = io.BytesIO()
+                photo(CANARY_PHOTO_SIZE, seed=seed).save(buffer, "JPEG", quality=85, exif=camera_exif())
+                _canary_photos.append(buffer.getvalue())
+        self.count += 1
+        image = _canary_photos[self.count % len(_canary_photos)]
+        answer = self.client.post(
+            "/api/uploads",
+            files=[("files", (f"canary-{self.count:04d}.jpg", image, "image/jpeg"))],
+            name="POST /api/uploads",
+        )
+        accepted = (answer.json().get("accepted") or []) if answer.status_code == 201 else []
+        if not accepted:
+            return
+        workflow_id = str(accepted[0]["workflow_id"])
+        record(
+            {"email": self.email, "event": "upload", "workflow_id": workflow_id, "uploaded_at": time.time()}
+        )
+        deadline = time.time() + WATCH_TIMEOUT_SECONDS
+        while time.time() < deadline:
+            page = self.client.get(f"/api/workflows/{workflow_id}", name="GET /api/workflows/[id]")
+            if page.status_code == 200 and page.json().get("status") in TERMINAL:
+                return
+            gevent.sleep(CANARY_POLL_SECONDS)

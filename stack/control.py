@@ -411,6 +411,10 @@ class StackControl:
         recorded = self.state.secrets_file
         return localsecrets.ensure(Path(recorded) if recorded else None)
 
+    def client_environment(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which client libraries talk to this stack's emulators."""
+        return _temporary_env(self.state.env)
+
     def delete_lane(self, prefix: str) -> None:
         """Delete a verification lane's topics and subscriptions."""
         current = self.state
