@@ -190,7 +190,7 @@ class CanaryRun:
         self.traffic.restore()
         self.restored_after_s = round(time.monotonic() - self.started, 2)
         reason = phase.reasons[0] if phase.reasons else "no reason recorded"
-        return CanaryAborted(f"canary {phase.name} aborted, traffic back on the previous revisions: {reason}")
+        return CanaryAborted(f"{phase.name} aborted, traffic back on the previous revisions: {reason}")
 
     def steps(self) -> str:
         """Every traffic step in order; CanaryAborted (traffic restored) when one is not passed."""
@@ -232,8 +232,7 @@ class CanaryRun:
         phase.windows = 1
         self._conclude(phase, verdict, began)
         if phase.decision != "advance":
-            reason = phase.reasons[0] if phase.reasons else "no reason recorded"
-            raise CanaryAborted(f"bake failed, the release is rolled back: {reason}")
+            raise self._abort(phase)
         return f"{self.config.bake_seconds:g}s at 100% as good as the previous release"
 
     def as_dict(self) -> dict[str, Any]:

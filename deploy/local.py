@@ -489,7 +489,12 @@ def run_local(verb: str, ctx: RunContext, record: RunRecord, shell: Shell) -> in
             code = runner.run_steps(plan.build(ctx, executor), executor.changes, record, shell)
             if code == runner.EXIT_OK:
                 executor.retire_previous()
-                record.decision, record.reason = "promoted", "verification green, checklist passed"
+                record.decision = "promoted"
+                record.reason = (
+                    "canary and bake passed, checklist passed"
+                    if verb == "canary"
+                    else "verification green, checklist passed"
+                )
             return code
     except StackUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
