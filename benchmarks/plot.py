@@ -93,7 +93,6 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-
 def canary(path: Path, title: str, timeline: Sequence[Mapping[str, Any]]) -> Path:
     """Per service, success rate and median latency of each revision over the canary's analyses."""
     figure, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)

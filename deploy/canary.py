@@ -45,7 +45,7 @@ class Traffic(Protocol):
         """Give every service's candidate `percent` of its traffic, the rest to its previous revision."""
 
     def restore(self) -> None:
-        """All traffic of every service back to its previous revision, at once."""
+        """All traffic of every service back to its previous revision, at once (again: nothing)."""
 
     def mark(self) -> Mark:
         """Where a window starts."""
@@ -105,7 +105,8 @@ class CanaryRun:
         self.stop = stop or threading.Event()
         self.phases: list[Phase] = []
         self.started = time.monotonic()
-        self.restored_after_s: float | None = None
+        # From the first step to the abort (s): traffic went back then, or the rollback began (bake).
+        self.aborted_after_s: float | None = None
         # The previous revisions' figures during the steps: the bake's baseline.
         self.previous_requests: dict[str, list[Request]] = {}
         self.previous_steps: dict[str, list[StepResult]] = {}
@@ -186,11 +187,14 @@ class CanaryRun:
             phase.reasons = verdict.reasons
         self.say(f"canary {phase.name}: {phase.decision} after {phase.seconds:.1f}s")
 
-    def _abort(self, phase: Phase) -> CanaryAborted:
-        self.traffic.restore()
-        self.restored_after_s = round(time.monotonic() - self.started, 2)
+    def _abort(self, phase: Phase, *, restore: bool) -> CanaryAborted:
+        """Traffic back on the previous revisions (the steps do it here; after the bake, the rollback)."""
+        if restore:
+            self.traffic.restore()
+        self.aborted_after_s = round(time.monotonic() - self.started, 2)
         reason = phase.reasons[0] if phase.reasons else "no reason recorded"
-        return CanaryAborted(f"{phase.name} aborted, traffic back on the previous revisions: {reason}")
+        then = "traffic back on the previous revisions" if restore else "rolling the release back"
+        return CanaryAborted(f"{phase.name} aborted, {then}: {reason}")
 
     def steps(self) -> str:
         """Every traffic step in order; CanaryAborted (traffic restored) when one is not passed."""
@@ -203,7 +207,7 @@ class CanaryRun:
             verdict = self._watch(phase, since, against_previous_release=False)
             self._conclude(phase, verdict, began)
             if phase.decision != "advance":
-                raise self._abort(phase)
+                raise self._abort(phase, restore=True)
             self._keep_previous(since)
         return " -> ".join(p.name for p in self.phases) + " passed"
 
@@ -232,7 +236,8 @@ class CanaryRun:
         phase.windows = 1
         self._conclude(phase, verdict, began)
         if phase.decision != "advance":
-            raise self._abort(phase)
+            # The promotion's own undo is the rollback's first change: traffic goes back in one move.
+            raise self._abort(phase, restore=False)
         return f"{self.config.bake_seconds:g}s at 100% as good as the previous release"
 
     def as_dict(self) -> dict[str, Any]:
@@ -243,6 +248,27 @@ class CanaryRun:
             "bake_seconds": self.config.bake_seconds,
             "candidate": dict(self.revisions.candidate),
             "previous": dict(self.revisions.previous),
-            "restored_after_s": self.restored_after_s,
+            "aborted_after_s": self.aborted_after_s,
             "phases": [vars(p) for p in self.phases],
         }
+
+
+def steps_by_revision(documents: list[dict[str, Any]], agents: list[str]) -> Steps:
+    """{agent: {revision: [StepResult]}} of the steps these workflow documents record."""
+    result: Steps = {agent: {} for agent in agents}
+    for document in documents:
+        for agent in agents:
+            step = (document.get("steps") or {}).get(agent) or {}
+            revision = step.get("revision")
+            if not revision:
+                continue
+            started, finished = step.get("started_at"), step.get("finished_at")
+            seconds = (
+                (finished - started).total_seconds()
+                if isinstance(started, datetime) and isinstance(finished, datetime)
+                else None
+            )
+            result[agent].setdefault(str(revision), []).append(
+                StepResult(str(step.get("status", "")), seconds, int(step.get("attempts") or 0))
+            )
+    return result

@@ -3,7 +3,39 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from deploy.context import RunContext
+    from deploy.environments import Environment
+    from deploy.record import RunRecord
+    from deploy.shell import Shell
+    from imageflow.manifest import Manifest
+
+
+class CloudRunCommands(Protocol):
+    """What the post-launch checks and the canary use of the Google Cloud executor (no import cycle)."""
+
+    ctx: RunContext
+    env: Environment
+    manifest: Manifest
+    shell: Shell
+    record: RunRecord
+    workdir: Path
+
+    @property
+    def push_account(self) -> str:
+        """The service account Pub/Sub signs pushes with."""
+
+    def gcloud(self, *args: str) -> list[str]:
+        """A gcloud command in the target project."""
+
+    def run_cmd(self, *args: str) -> list[str]:
+        """A `gcloud run` command in the target region and project."""
+
+    def describe(self, service: str) -> dict[str, Any] | None:
+        """`gcloud run services describe` as JSON, or None when the service does not exist."""
 
 
 def dry_service(name: str) -> str:

@@ -43,6 +43,8 @@ def new_run_id() -> str:
 
 
 RULES_API = "https://firebaserules.googleapis.com/v1"
+MONITORING_API = "https://monitoring.googleapis.com/v3"
+FIRESTORE_API = "https://firestore.googleapis.com/v1"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class Sources:
     # The git repository whose history holds the rules of earlier commits (the rules' undo).
     rules_repo: Path = REPO_ROOT
     rules_api: str = RULES_API
+    # The canary's readers on Google Cloud: Cloud Monitoring and Firestore's REST APIs.
+    monitoring_api: str = MONITORING_API
+    firestore_api: str = FIRESTORE_API
     runs_dir: Path = REPO_ROOT / "reports" / "runs"
 
     @classmethod
@@ -60,13 +65,15 @@ class Sources:
         """The checkout's, each overridden by its IMAGEFLOW_* variable.
 
         The deploy tests run sessions as subprocesses against a fake cloud: these variables are how
-        they point a run at their own rules, repository, Rules API and records, read here only.
+        they point a run at their own rules, repository, Google APIs and records, read here only.
         """
         env, default = os.environ, cls()
         return cls(
             rules_file=Path(env.get("IMAGEFLOW_RULES_FILE") or default.rules_file),
             rules_repo=Path(env.get("IMAGEFLOW_RULES_REPO") or default.rules_repo),
             rules_api=(env.get("IMAGEFLOW_FIREBASERULES_API") or default.rules_api).rstrip("/"),
+            monitoring_api=(env.get("IMAGEFLOW_MONITORING_API") or default.monitoring_api).rstrip("/"),
+            firestore_api=(env.get("IMAGEFLOW_FIRESTORE_API") or default.firestore_api).rstrip("/"),
             runs_dir=Path(env.get("IMAGEFLOW_RUNS_DIR") or default.runs_dir),
         )
 

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from deploy import verify
+from deploy.canary import CanaryAborted, CanaryRun, Revisions
 from deploy.cloud_run import container_env, dry_service, live_revision, tagged_url, traffic_split
 from deploy.context import RunContext
 from deploy.gcp_launch import PostLaunch
+from deploy.gcp_traffic import GcpTraffic
 from deploy.record import RunRecord
 from deploy.shell import Shell, last_line
 from deploy.steps import Change, StepFailed, VerificationFailed
@@ -35,6 +37,7 @@ class GcpExecutor:
         self.candidate_urls: dict[str, str] = {}
         self.new_services: set[str] = set()
         self.deferred: list[tuple[AgentSpec, str]] = []
+        self.canary_run: CanaryRun | None = None
         self.workdir = ctx.sources.runs_dir / f"{ctx.run_id}-work"
 
     # -- command helpers -------------------------------------------------------------------
@@ -427,15 +430,68 @@ class GcpExecutor:
                 self.record.warnings.append(f"lane leftover, delete by hand: {shlex.join(argv)}")
 
     def canary(self) -> str:
-        """Not on Google Cloud yet: the analysis there reads Cloud Monitoring, which is not wired in."""
-        self.record.warnings.append(
-            "canary steps are not run on Google Cloud yet: promoted in one switch after the lane"
+        """Move each configured share to the candidates' tag, judged per window from Cloud Monitoring."""
+        config = self.env.canary
+        assert config is not None  # the plan has this step only when the target configures it
+        if self.new_services:
+            new = ", ".join(sorted(self.new_services))
+            self.record.warnings.append(f"canary skipped: no previous revision of {new} to compare with")
+            return "not applicable: no previous revision to compare with"
+        traffic = GcpTraffic(self, self.candidate_revisions, self.before)
+        if self.shell.dry_run:
+            for percent in config.steps:
+                traffic.shift(percent)
+            return f"steps {', '.join(f'{p}%' for p in config.steps)}"
+        revisions = Revisions(
+            candidate=dict(self.candidate_revisions),
+            previous={s: max(split, key=lambda r: split[r]) for s, split in self.before.items()},
+            deadlines={a.name: a.deadline_seconds for a in self.manifest.agents},
         )
-        return "not applicable: canary analysis on Google Cloud is not built yet"
+        self.canary_run = CanaryRun(config, traffic, revisions, say=self.shell.say)
+        self.changes.append(
+            Change(
+                "all traffic back on the previous revisions",
+                traffic.restore,
+                "; ".join(
+                    shlex.join(
+                        self.run_cmd(
+                            "services",
+                            "update-traffic",
+                            self.env.service_name(s),
+                            "--to-revisions=" + ",".join(f"{r}={p}" for r, p in split.items()),
+                        )
+                    )
+                    for s, split in self.before.items()
+                ),
+            )
+        )
+        try:
+            return self.canary_run.steps()
+        except CanaryAborted:
+            self.keep_tags()
+            raise
+        finally:
+            self.record.canary = self.canary_run.as_dict()
 
     def bake(self) -> str:
-        """Not on Google Cloud yet (see canary)."""
-        return "not applicable: the bake on Google Cloud is not built yet"
+        """Watch the release at 100 % against the previous release's figures; a regression rolls back."""
+        if self.canary_run is None:
+            return "not applicable: no canary ran"
+        try:
+            return self.canary_run.bake()
+        except CanaryAborted:
+            self.keep_tags()
+            raise
+        finally:
+            self.record.canary = self.canary_run.as_dict()
+
+    def keep_tags(self) -> None:
+        """After an abort the candidates keep their tag (no traffic): their URL stays open for inspection."""
+        removals = [c for c in self.changes if c.what.startswith(f"remove tag {self.ctx.tag} ")]
+        self.changes[:] = [c for c in self.changes if c not in removals]
+        if removals:
+            urls = ", ".join(f"{s}: {u}" for s, u in self.candidate_urls.items())
+            self.record.warnings.append(f"candidates kept with tag {self.ctx.tag} for inspection ({urls})")
 
     def promote(self) -> str:
         """Move all traffic to the verified candidates (by tag); the undo restores the previous split."""
@@ -444,7 +500,8 @@ class GcpExecutor:
             name = self.env.service_name(spec.name)
             self.shell.run(self.run_cmd("services", "update-traffic", name, f"--to-tags={self.ctx.tag}=100"))
             previous = self.before.get(spec.name)
-            if previous:
+            # After a canary its "all traffic back" change is this undo already, for every service.
+            if previous and self.canary_run is None:
                 split = ",".join(f"{r}={p}" for r, p in previous.items())
                 self.undoable(
                     f"route {name} back to {split}",

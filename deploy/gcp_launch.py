@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
-from deploy.cloud_run import container_env
+from deploy.cloud_run import CloudRunCommands, container_env
 from deploy.shell import last_line
 from deploy.steps import StepFailed
 from imageflow import config as service_config
-
-if TYPE_CHECKING:
-    from deploy.gcp import GcpExecutor
 
 HTTP_TIMEOUT = 30.0
 # IAM principals that make a Cloud Run service public: an agent granting them anything would take
@@ -46,7 +43,7 @@ POLICIES: dict[str, dict[str, Any]] = {
 class PostLaunch:
     """Monitoring and the post-launch checklist of one deploy, through its executor's commands."""
 
-    def __init__(self, executor: GcpExecutor) -> None:
+    def __init__(self, executor: CloudRunCommands) -> None:
         self.executor = executor
         self.shell, self.env, self.manifest = executor.shell, executor.env, executor.manifest
 

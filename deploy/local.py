@@ -310,7 +310,8 @@ class LocalExecutor:
                 self.on_stack(StackControl.route, spec.name, candidate.id),
             )
             previous = self.previous.get(spec.name)
-            if previous is not None:
+            # After a canary its "all traffic back" change is this undo already, for every service.
+            if previous is not None and self.canary_run is None:
                 self.changes.append(
                     Change(
                         f"route {spec.name} back to {previous.id}",

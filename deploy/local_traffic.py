@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from google.cloud import firestore
 
-from deploy.analysis import Request, StepResult
-from deploy.canary import Mark, Requests, Steps
+from deploy.analysis import Request
+from deploy.canary import Mark, Requests, Steps, steps_by_revision
 from imageflow import clients
 from imageflow.workflow import COLLECTION
 from stack.control import StackControl
@@ -32,17 +31,23 @@ class LocalTraffic:
         self.candidate = candidate
         self.previous = previous
         self.agents = agents
+        self.restored = True
 
     def shift(self, percent: int) -> None:
         """Candidate `percent`, previous the rest, on every service (consumers first, like promote)."""
+        self.restored = False
         for service in reversed(list(self.candidate)):
             split = {self.candidate[service].id: percent, self.previous[service].id: 100 - percent}
             self.control.split_traffic(service, split)
 
     def restore(self) -> None:
-        """Every service's traffic back on its previous revision."""
+        """Every service's traffic back on its previous revision (once: a second call changes nothing)."""
+        if self.restored:
+            return
+        self.restored = True
         for service in self.candidate:
-            self.control.split_traffic(service, {self.previous[service].id: 100})
+            # route(), not a split: after the promotion the stack's live revision goes back too.
+            self.control.route(service, self.previous[service].id)
 
     def mark(self) -> Mark:
         """The router's request counter and the time now."""
@@ -70,24 +75,3 @@ class LocalTraffic:
             )
             documents = [snapshot.to_dict() or {} for snapshot in query.stream()]
         return steps_by_revision(documents, self.agents)
-
-
-def steps_by_revision(documents: list[dict[str, Any]], agents: list[str]) -> Steps:
-    """{agent: {revision: [StepResult]}} of the steps these workflow documents record."""
-    result: Steps = {agent: {} for agent in agents}
-    for document in documents:
-        for agent in agents:
-            step = (document.get("steps") or {}).get(agent) or {}
-            revision = step.get("revision")
-            if not revision:
-                continue
-            started, finished = step.get("started_at"), step.get("finished_at")
-            seconds = (
-                (finished - started).total_seconds()
-                if isinstance(started, datetime) and isinstance(finished, datetime)
-                else None
-            )
-            result[agent].setdefault(str(revision), []).append(
-                StepResult(str(step.get("status", "")), seconds, int(step.get("attempts") or 0))
-            )
-    return result

@@ -28,9 +28,10 @@ def run_steps(steps: Sequence[Step], changes: list[Change], record: RunRecord, s
             entry.detail = step.run() or ""
             if step.check is not None:
                 step.check()
-        except (StepFailed, KeyboardInterrupt, Exception) as exc:
+        except (StepFailed, KeyboardInterrupt, SystemExit, Exception) as exc:
             if not isinstance(exc, StepFailed):
-                # An interrupt or a bug mid-step must still undo what the run changed.
+                # An interrupt, a SIGTERM (SystemExit from stack.sigterm) or a bug mid-step must still
+                # undo what the run changed: a canary step left half-way would keep its traffic split.
                 exc = StepFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             entry.duration_s = round(time.monotonic() - started, 3)
             entry.status = "failed"

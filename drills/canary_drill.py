@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,19 +49,26 @@ def one_run(state_file: Path, fault: str) -> dict[str, Any]:
         command += ["--revision-env", f"IMAGEFLOW_FAULTS={fault}"]
     env = {**os.environ, STATE_ENV: str(state_file), "IMAGEFLOW_RUNS_DIR": str(runs)}
     began = time.monotonic()
-    result = subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
-    )
+    output = runs / "console.log"
+    runs.mkdir(parents=True, exist_ok=True)
+    with output.open("a", encoding="utf-8") as console:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=console, stderr=subprocess.STDOUT)
+        try:
+            returncode = process.wait(timeout=RUN_TIMEOUT_SECONDS)
+        except BaseException:
+            # Interrupted or out of time: on SIGINT the run rolls itself back, so no traffic split stays.
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=300)
+            raise
     wall = round(time.monotonic() - began, 1)
     written = sorted(set(runs.glob("*.json")) - before)
     if not written:
-        return {"fault": fault, "exit_code": result.returncode, "wall_s": wall, "error": result.stderr[-500:]}
+        return {
+            "fault": fault,
+            "exit_code": returncode,
+            "wall_s": wall,
+            "error": f"no run record; see {output}",
+        }
     record = json.loads(written[-1].read_text(encoding="utf-8"))
     canary = record.get("canary") or {}
     phases = canary.get("phases") or []
@@ -68,12 +76,12 @@ def one_run(state_file: Path, fault: str) -> dict[str, Any]:
     failing = [s for s in last.get("signals", []) if s.get("verdict") == "fail"]
     return {
         "fault": fault,
-        "exit_code": result.returncode,
+        "exit_code": returncode,
         "decision": record.get("decision"),
         "wall_s": wall,
         "caught_in": last.get("name") if record.get("decision") != "promoted" else None,
         "signals": [f"{s['service']} {s['name']}" for s in failing],
-        "restored_after_s": canary.get("restored_after_s"),
+        "aborted_after_s": canary.get("aborted_after_s"),
         "candidate_share": candidate_share(canary),
         "record": str(written[-1]),
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deploy import cli
-from fixtures.deployment import COMMIT, LANE, RULES_V0, RULES_V1, SERVICES, TAG, Commands, FakeCloud
+from fixtures.deployment import COMMIT, IMAGE, LANE, RULES_V0, RULES_V1, SERVICES, TAG, Commands, FakeCloud
 
 pytestmark = pytest.mark.deploy
 
@@ -52,6 +52,7 @@ def test_staging_e2e_runs_the_exact_plan_and_promotes(staging: FakeCloud, rules_
         + c.rules("imageflow-dashboard-00001-old")
         + c.lane_open()
         + c.lane_close()
+        + c.canary()
         + c.promote()
         + c.monitoring_present()
         + c.checklist()
@@ -68,12 +69,79 @@ def test_staging_e2e_runs_the_exact_plan_and_promotes(staging: FakeCloud, rules_
     assert record["revisions_after"] == {s: live(staging, s) for s in SERVICES}
     assert record["verification"]["passed"] is True
     assert record["verification"]["lane"] == LANE
-    assert "[3/8] deploy candidates ... done in" in output
+    assert "[3/10] deploy candidates ... done in" in output
     written = "".join(p.read_text(encoding="utf-8") for p in staging.runs_dir.glob("*.*") if p.is_file())
     for secret in ("fake-token-not-a-secret", "fake-api-key-for-tests"):
         assert secret not in output, "a token or key reached the terminal"
         assert secret not in written, "a token or key reached the run record"
     assert (staging.runs_dir / (staging.runs_dir.glob("*.json").__next__().stem + ".md")).exists()
+
+
+def test_a_regression_under_traffic_aborts_the_first_step_and_keeps_the_candidates_tagged(
+    staging: FakeCloud, rules_history: str
+) -> None:
+    """A quarter of the candidates' requests fail: caught at 5 %, all traffic back at once, exit 1."""
+    state = staging.state
+    state["regressed_images"] = {IMAGE: "errors"}
+    staging.write(state)
+    code, output = run("staging_e2e")
+    c = commands(staging)
+    expected = (
+        c.preflight()
+        + c.infrastructure_present()
+        + c.secrets()
+        + c.candidates()
+        + c.rules("imageflow-dashboard-00001-old")
+        + c.lane_open()
+        + c.lane_close()
+        + c.canary((5,))
+        + c.traffic_back()
+        + [c.firebase(rules_history)]
+    )
+    assert staging.calls() == expected
+    assert code == 1, output
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    services = staging.state["services"]
+    tagged = [t for s in SERVICES for t in services[f"imageflow-{s}"]["traffic"] if t.get("tag") == TAG]
+    assert len(tagged) == len(SERVICES), "the candidates' tags must stay for inspection"
+    assert all(not t["percent"] for t in tagged)
+    record = staging.record()
+    assert record["decision"] == "rolled back"
+    phase = record["canary"]["phases"][0]
+    assert (phase["name"], phase["decision"]) == ("5%", "abort")
+    assert "http error rate" in record["reason"]
+    assert any("kept with tag cand-t1 for inspection" in w for w in record["warnings"])
+
+
+def test_a_failure_only_at_full_traffic_is_rolled_back_by_the_bake(
+    staging: FakeCloud, rules_history: str
+) -> None:
+    """Clean at every share, failing at 100 %: the bake rolls the release back (traffic and rules), exit 1."""
+    state = staging.state
+    state["regressed_images"] = {IMAGE: "errors_at_full"}
+    staging.write(state)
+    code, output = run("staging_e2e")
+    c = commands(staging)
+    expected = (
+        c.preflight()
+        + c.infrastructure_present()
+        + c.secrets()
+        + c.candidates()
+        + c.rules("imageflow-dashboard-00001-old")
+        + c.lane_open()
+        + c.lane_close()
+        + c.canary()
+        + c.promote()
+        + c.traffic_back()
+        + [c.firebase(rules_history)]
+    )
+    assert staging.calls() == expected
+    assert code == 1, output
+    assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
+    record = staging.record()
+    assert [p["decision"] for p in record["canary"]["phases"]] == ["advance", "advance", "advance", "abort"]
+    assert [s["status"] for s in record["steps"]][-3:] == ["failed", "not run", "not run"]
+    assert "bake aborted" in record["reason"]
 
 
 def test_production_gate_backs_up_first_and_needs_confirmation(
@@ -97,6 +165,7 @@ def test_production_gate_backs_up_first_and_needs_confirmation(
         + c.rules("imageflow-dashboard-00001-old")
         + c.lane_open()
         + c.lane_close()
+        + c.canary()
         + c.promote()
         + c.monitoring_present()
         + c.checklist()

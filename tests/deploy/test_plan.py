@@ -6,7 +6,10 @@ import io
 
 import pytest
 
-from deploy import cli, verify
+from deploy import cli, runner, verify
+from deploy.record import RunRecord
+from deploy.shell import Shell
+from deploy.steps import Change, Step
 from fixtures.deployment import FakeCloud
 
 pytestmark = pytest.mark.deploy
@@ -25,7 +28,9 @@ def test_plan_prints_every_command_in_order_and_runs_nothing(fake_cloud: FakeClo
         "deploy candidates",
         "deploy firestore.rules",
         "verify candidates",
+        "canary steps",
         "promote candidates",
+        "bake at 100 %",
         "monitoring active",
         "post-launch checklist",
     ]
@@ -33,10 +38,24 @@ def test_plan_prints_every_command_in_order_and_runs_nothing(fake_cloud: FakeClo
         order.insert(2, "backup Firestore")
     positions = [text.index(f"] {title}") for title in order]
     assert positions == sorted(positions)
-    assert text.index("--no-traffic") < text.index("--to-tags=cand-t1=100")
+    assert text.index("--no-traffic") < text.index("--to-tags=cand-t1=5 ")
+    # The canary's shares step by step, every service each time, before all traffic moves.
+    steps = [text.index(f"imageflow-dashboard --to-tags=cand-t1={p} ") for p in (5, 25, 50, 100)]
+    assert steps == sorted(steps)
     assert "gcloud firestore export" in text if env == "production" else "gcloud firestore export" not in text
     assert f"[{len(order)}/{len(order)}] post-launch checklist" in text
     assert fake_cloud.record()["dry_run"] is True
+
+
+def test_no_canary_promotes_in_one_switch_after_the_lane(fake_cloud: FakeCloud) -> None:
+    """--no-canary is the explicit opt-out: no canary step, no bake, traffic from 0 to 100 %."""
+    out = io.StringIO()
+    assert cli.main(["plan", "--env", "staging", "--no-canary"], out=out) == 0
+    text = out.getvalue()
+    assert "canary steps" not in text
+    assert "bake at 100 %" not in text
+    assert "--to-tags=cand-t1=5 " not in text
+    assert "--to-tags=cand-t1=100" in text
 
 
 def test_plan_local_needs_no_stack(fake_cloud: FakeCloud) -> None:
@@ -91,3 +110,24 @@ def test_a_run_that_selects_no_test_is_red_with_a_reason() -> None:
         == "the suite was red (exit 5: no test was selected (check -k / -m): nothing was verified)"
     )
     assert verify.red_reason(1) == "the suite was red (exit 1: tests failed)"
+
+
+def test_a_sigterm_mid_step_still_undoes_what_the_run_changed() -> None:
+    """SIGTERM arrives as SystemExit (stack.sigterm): a canary's traffic split must not stay behind."""
+    undone: list[str] = []
+    changes: list[Change] = []
+
+    def split_traffic() -> str:
+        changes.append(Change("traffic back", lambda: undone.append("traffic back"), "manual"))
+        return "split"
+
+    def terminated() -> str:
+        raise SystemExit(143)
+
+    record = RunRecord(session="deploy", environment="local", kind="local", commit="c", run_id="r")
+    shell = Shell(record, out=io.StringIO())
+    steps = [Step("canary", "canary", split_traffic), Step("promote", "promote", terminated)]
+    assert runner.run_steps(steps, changes, record, shell) == runner.EXIT_FAILED
+    assert undone == ["traffic back"]
+    assert record.steps[-1].status == "failed"
+    assert "SystemExit" in record.reason

@@ -3,11 +3,7 @@ then the rollback session brings back the previous revisions, the rules from git
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +12,9 @@ import pytest
 import requests
 from google.cloud import firestore
 
+from fixtures.deployment import deploy_env, deploy_tool, latest_record
 from fixtures.mock_tokens import mock_id_token
 from stack.control import StackControl
-from stack.state import REPO_ROOT
 
 pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
 
@@ -28,30 +24,6 @@ DENY_ALL = (
     "rules_version = '2';\n"
     "service cloud.firestore { match /{document=**} { allow read, write: if false; } }\n"
 )
-
-
-def deploy_tool(*argv: str, env: dict[str, str], log: Path) -> int:
-    """Run `python -m deploy ...` as the nox session does; its output goes to log (shown on failure)."""
-    with log.open("a", encoding="utf-8") as handle:
-        handle.write(f"\n$ python -m deploy {' '.join(argv)}\n")
-        handle.flush()
-        result = subprocess.run(
-            [sys.executable, "-m", "deploy", *argv],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            timeout=1500,
-            check=False,
-        )
-    return result.returncode
-
-
-def latest_record(runs: Path, session: str) -> dict[str, Any]:
-    """The newest run record a session wrote."""
-    found = sorted(runs.glob(f"*-{session}-*.json"), key=lambda p: p.stat().st_mtime)
-    assert found, f"{session} wrote no run record in {runs}"
-    return dict(json.loads(found[-1].read_text(encoding="utf-8")))
 
 
 def documents(client: firestore.Client, collection: str) -> dict[str, dict[str, Any]]:
@@ -96,23 +68,19 @@ def owner_can_read(stack_control: StackControl, workflow_id: str, owner: str) ->
 def test_rollback_drill(
     private_stack: StackControl, drill_data: tuple[firestore.Client, str, str], tmp_path: Path
 ) -> None:
-    """Faulty thumbnailer release: the gate refuses it, the rollback restores revisions, rules and data."""
+    """Faulty thumbnailer release: the gate refuses it, the rollback restores revisions, rules and data.
+
+    The canary has a test of its own (test_canary_local.py): here each release is one switch.
+    """
     client, tag, owner = drill_data
     log, runs = tmp_path / "drill.log", tmp_path / "runs"
-    # The inner suites are runs of their own: not workers of this run, with their own run id.
-    outer = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "IMAGEFLOW_RUN_ID"))}
-    env = {
-        **outer,
-        "IMAGEFLOW_STACK_FILE": str(private_stack.state_path),
-        "IMAGEFLOW_RUNS_DIR": str(runs),
-    }
-    env.pop("IMAGEFLOW_VERIFY_COMMAND", None)
+    env = deploy_env(private_stack.state_path, runs)
     services = [s.name for s in private_stack.manifest.services]
 
     # 1. A good release, verified by the focused upload scenario, promoted.
-    assert deploy_tool("deploy", "--env", "local", "--", *FOCUSED_CHECK, env=env, log=log) == 0, (
-        log.read_text()
-    )
+    assert (
+        deploy_tool("deploy", "--env", "local", "--no-canary", "--", *FOCUSED_CHECK, env=env, log=log) == 0
+    ), log.read_text()
     good = {s: private_stack.live_revision(s).id for s in services}  # type: ignore[union-attr]
     before = {
         tag: documents(client, tag),
@@ -126,6 +94,7 @@ def test_rollback_drill(
         "deploy",
         "--env",
         "local",
+        "--no-canary",
         "--backup",
         "--revision-env",
         "IMAGEFLOW_FAULTS=thumbnailer.errors",
@@ -177,6 +146,6 @@ def test_rollback_drill(
     assert owner_can_read(private_stack, tag, owner) == 200
 
     # 4. Green again: the focused upload scenario through a fresh release of the same commit.
-    assert deploy_tool("deploy", "--env", "local", "--", *FOCUSED_CHECK, env=env, log=log) == 0, (
-        log.read_text()
-    )
+    assert (
+        deploy_tool("deploy", "--env", "local", "--no-canary", "--", *FOCUSED_CHECK, env=env, log=log) == 0
+    ), log.read_text()
