@@ -48,6 +48,8 @@ COPY pages ./pages
 COPY oracles ./oracles
 COPY deploy ./deploy
 COPY stack ./stack
+# The local executor's canary traffic (Locust's scenario, started as a program: never on a deployed target).
+COPY load ./load
 COPY imageflow ./imageflow
 COPY tests/e2e ./tests/e2e
 COPY tests/rules ./tests/rules

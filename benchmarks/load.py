@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -25,17 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import plot
-from benchmarks.harness import (
-    OUTPUT_DIR,
-    StackInfo,
-    facts,
-    remove_users,
-    summary,
-    wait_terminal,
-    write_json,
-)
+from benchmarks.harness import OUTPUT_DIR, facts, summary, write_json
 from imageflow import manifest as manifest_module
+from load.checks import read_log
 from stack.handle import StackUnavailable, drill_state_file, local_stack
+from stack.load_users import StackInfo, remove_users, wait_terminal
 from stack.state import REPO_ROOT
 
 LOCUSTFILE = REPO_ROOT / "load" / "locustfile.py"
@@ -131,21 +124,6 @@ def _number(value: str | None) -> float | None:
         return float(value) if value not in (None, "", "N/A") else None
     except ValueError:
         return None
-
-
-def read_log(path: Path) -> tuple[dict[str, float], list[str]]:
-    """({workflow_id: upload time}, emails of every user that registered) from the locustfile's log."""
-    uploads: dict[str, float] = {}
-    emails: list[str] = []
-    if not path.exists():
-        return uploads, emails
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = json.loads(raw)
-        if line.get("email") and line["email"] not in emails:
-            emails.append(line["email"])
-        if line.get("event") == "upload":
-            uploads[str(line["workflow_id"])] = float(line["uploaded_at"])
-    return uploads, emails
 
 
 def main(argv: Sequence[str] | None = None) -> int:

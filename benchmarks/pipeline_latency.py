@@ -27,21 +27,18 @@ from benchmarks.harness import (
     OUTPUT_DIR,
     BenchmarkError,
     DashboardUser,
-    StackInfo,
     WorkflowFacts,
     bench_email,
     bench_password,
-    epoch,
     facts,
     photo_jpeg,
-    remove_users,
     summary,
-    wait_terminal,
     write_json,
 )
 from imageflow import manifest as manifest_module
 from imageflow.manifest import Manifest
 from stack.handle import StackUnavailable, drill_state_file, local_stack
+from stack.load_users import StackInfo, epoch, remove_users, wait_terminal
 
 COMPLETION_TIMEOUT_SECONDS = 180.0
 

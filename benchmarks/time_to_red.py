@@ -35,11 +35,9 @@ from benchmarks.harness import (
     OUTPUT_DIR,
     BenchmarkError,
     DashboardUser,
-    StackInfo,
     bench_email,
     bench_password,
     photo_jpeg,
-    remove_users,
     write_json,
 )
 from drills.fault_drill import Deployment, DrillError, check_clean
@@ -51,6 +49,7 @@ from imageflow.manifest import Manifest
 from imageflow.workflow import now
 from stack.control import ControlError, RevisionFailed, StackControl
 from stack.handle import StackUnavailable, drill_state_file, local_stack
+from stack.load_users import StackInfo, remove_users
 
 FAULT_KINDS = ("never_fires", "errors", "slow", "wrong_output")
 DEFAULT_AGENT = "thumbnailer"

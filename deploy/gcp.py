@@ -448,6 +448,12 @@ class GcpExecutor:
             deadlines={a.name: a.deadline_seconds for a in self.manifest.agents},
         )
         self.canary_run = CanaryRun(config, traffic, revisions, say=self.shell.say)
+        if config.traffic_users:
+            # Locust against a deployed dashboard needs its users deleted there too: not built yet.
+            self.record.warnings.append(
+                f"traffic_users = {config.traffic_users} applies locally only: the canary judges the traffic "
+                f"{self.env.name} has (a window without enough of it holds, and aborts unjudged)"
+            )
         self.changes.append(
             Change(
                 "all traffic back on the previous revisions",

@@ -14,8 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import requests
 
-from benchmarks import plot
-from deploy import plan, runner, verify
+from deploy import canary_picture, plan, runner, verify
 from deploy.canary import CanaryRun, Revisions
 from deploy.context import RunContext
 from deploy.local_traffic import LocalTraffic
@@ -296,7 +295,9 @@ class LocalExecutor:
         timeline = [point for phase in self.canary_run.phases for point in phase.timeline]
         if timeline:
             picture = CANARY_REPORTS / f"canary-{self.ctx.run_id}.png"
-            plot.canary(picture, f"canary {self.ctx.run_id}: success rate and latency per revision", timeline)
+            canary_picture.draw(
+                picture, f"canary {self.ctx.run_id}: success rate and latency per revision", timeline
+            )
             data["picture"] = str(picture)
         self.record.canary = data
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,3 +39,18 @@ def check_document(document: dict[str, Any], agents: Sequence[str]) -> tuple[str
         if step_status != "done" or str(attempts) != "1":
             problems.append(f"{agent} {step_status} x{attempts}")
     return status, problems
+
+
+def read_log(path: Path) -> tuple[dict[str, float], list[str]]:
+    """({workflow_id: upload time}, emails of every user that registered) from the locustfile's log."""
+    uploads: dict[str, float] = {}
+    emails: list[str] = []
+    if not path.exists():
+        return uploads, emails
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = json.loads(raw)
+        if line.get("email") and line["email"] not in emails:
+            emails.append(line["email"])
+        if line.get("event") == "upload":
+            uploads[str(line["workflow_id"])] = float(line["uploaded_at"])
+    return uploads, emails

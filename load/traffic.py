@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness import StackInfo, remove_users, wait_terminal
-from benchmarks.load import read_log
-from load.checks import is_loopback
+from load.checks import is_loopback, read_log
+from stack.load_users import StackInfo, remove_users, wait_terminal
 from stack.state import REPO_ROOT, StackState
 
 LOCUSTFILE = REPO_ROOT / "load" / "locustfile.py"

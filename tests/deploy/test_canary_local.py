@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from benchmarks.harness import EMULATOR_ADMIN
 from fixtures.deployment import deploy_env, deploy_tool, latest_record
 from stack.control import StackControl
+from stack.load_users import EMULATOR_ADMIN
 
 pytestmark = [pytest.mark.deploy, pytest.mark.destructive]
 
