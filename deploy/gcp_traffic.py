@@ -117,17 +117,21 @@ class GcpTraffic:
             self._token_at = time.monotonic()
         return self._token
 
-    def _get(self, url: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+    def _call(self, what: str, method: str, url: str, **kwargs: Any) -> Any:  # noqa: ANN401 - JSON
+        """One authorised call to a Google API; StepFailed names the API when it does not answer 200."""
         try:
-            answer = requests.get(
-                url, params=params, headers={"Authorization": f"Bearer {self.token()}"}, timeout=HTTP_TIMEOUT
+            answer = requests.request(
+                method,
+                url,
+                headers={"Authorization": f"Bearer {self.token()}"},
+                timeout=HTTP_TIMEOUT,
+                **kwargs,
             )
         except requests.RequestException as exc:
-            raise StepFailed(f"Cloud Monitoring did not answer: {type(exc).__name__}") from exc
+            raise StepFailed(f"{what} did not answer: {type(exc).__name__}") from exc
         if answer.status_code != 200:
-            raise StepFailed(f"Cloud Monitoring answered {answer.status_code} to timeSeries.list")
-        data = answer.json()
-        return data if isinstance(data, dict) else {}
+            raise StepFailed(f"{what} answered {answer.status_code}")
+        return answer.json()
 
     def _series(self, service: str, metric: str, since: Mark) -> list[dict[str, Any]]:
         """One metric's time series of one service since the mark, summed per revision and response class."""
@@ -148,7 +152,8 @@ class GcpTraffic:
             ("aggregation.groupByFields", "metric.label.response_code_class"),
         ]
         url = f"{self.x.ctx.sources.monitoring_api}/projects/{self.x.env.project}/timeSeries"
-        return list(self._get(url, params).get("timeSeries", []))
+        data = self._call("Cloud Monitoring (timeSeries.list)", "GET", url, params=params)
+        return list(data.get("timeSeries", [])) if isinstance(data, dict) else []
 
     def requests(self, since: Mark) -> Requests:
         """Per service and revision: one failed request per 5xx counted, latencies of the rest."""
@@ -189,15 +194,6 @@ class GcpTraffic:
                 },
             }
         }
-        try:
-            answer = requests.post(
-                url, json=query, headers={"Authorization": f"Bearer {self.token()}"}, timeout=HTTP_TIMEOUT
-            )
-        except requests.RequestException as exc:
-            raise StepFailed(f"Firestore did not answer the workflows query: {type(exc).__name__}") from exc
-        if answer.status_code != 200:
-            raise StepFailed(f"Firestore answered {answer.status_code} to the workflows query")
-        documents = [
-            decode_fields(row["document"].get("fields", {})) for row in answer.json() if row.get("document")
-        ]
+        rows = self._call("Firestore (the workflows query)", "POST", url, json=query)
+        documents = [decode_fields(row["document"].get("fields", {})) for row in rows if row.get("document")]
         return steps_by_revision(documents, list(self.x.manifest.agent_names))

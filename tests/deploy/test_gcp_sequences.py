@@ -44,19 +44,7 @@ def test_staging_e2e_runs_the_exact_plan_and_promotes(staging: FakeCloud, rules_
     """Green: every step's commands in order, traffic moved only after the suite, record written."""
     code, output = run("staging_e2e")
     c = commands(staging)
-    expected = (
-        c.preflight()
-        + c.infrastructure_present()
-        + c.secrets()
-        + c.candidates()
-        + c.rules("imageflow-dashboard-00001-old")
-        + c.lane_open()
-        + c.lane_close()
-        + c.canary()
-        + c.promote()
-        + c.monitoring_present()
-        + c.checklist()
-    )
+    expected = c.verified() + c.canary() + c.promote() + c.monitoring_present() + c.checklist()
     assert staging.calls() == expected
     assert code == 0, output
     assert all(live(staging, s) != f"imageflow-{s}-00001-old" for s in SERVICES)
@@ -86,18 +74,7 @@ def test_a_regression_under_traffic_aborts_the_first_step_and_keeps_the_candidat
     staging.write(state)
     code, output = run("staging_e2e")
     c = commands(staging)
-    expected = (
-        c.preflight()
-        + c.infrastructure_present()
-        + c.secrets()
-        + c.candidates()
-        + c.rules("imageflow-dashboard-00001-old")
-        + c.lane_open()
-        + c.lane_close()
-        + c.canary((5,))
-        + c.traffic_back()
-        + [c.firebase(rules_history)]
-    )
+    expected = c.verified() + c.canary((5,)) + c.traffic_back() + [c.firebase(rules_history)]
     assert staging.calls() == expected
     assert code == 1, output
     assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
@@ -122,19 +99,7 @@ def test_a_failure_only_at_full_traffic_is_rolled_back_by_the_bake(
     staging.write(state)
     code, output = run("staging_e2e")
     c = commands(staging)
-    expected = (
-        c.preflight()
-        + c.infrastructure_present()
-        + c.secrets()
-        + c.candidates()
-        + c.rules("imageflow-dashboard-00001-old")
-        + c.lane_open()
-        + c.lane_close()
-        + c.canary()
-        + c.promote()
-        + c.traffic_back()
-        + [c.firebase(rules_history)]
-    )
+    expected = c.verified() + c.canary() + c.promote() + c.traffic_back() + [c.firebase(rules_history)]
     assert staging.calls() == expected
     assert code == 1, output
     assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
@@ -203,17 +168,7 @@ def test_red_verification_rolls_back_exactly_and_exits_non_zero(
     assert code == 1, output
     c = commands(staging)
     undo = [f"git -C {staging.rules_path.parent / 'rules-repo'} show {rules_history}:firestore.rules"]
-    expected = (
-        c.preflight()
-        + c.infrastructure_present()
-        + c.secrets()
-        + c.candidates()
-        + c.rules("imageflow-dashboard-00001-old")
-        + c.lane_open()
-        + c.lane_close()
-        + [c.firebase(rules_history)]
-        + [c.remove_tag(s) for s in reversed(SERVICES)]
-    )
+    expected = c.verified() + [c.firebase(rules_history)] + [c.remove_tag(s) for s in reversed(SERVICES)]
     assert staging.calls() == [line for line in expected if not line.startswith("git ")]
     assert undo  # git show is a local command: checked through the record below
     assert all(live(staging, s) == f"imageflow-{s}-00001-old" for s in SERVICES)
