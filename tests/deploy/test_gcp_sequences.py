@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from deploy import cli
-from fixtures.deployment import COMMIT, IMAGE, LANE, RULES_V0, RULES_V1, SERVICES, TAG, Commands, FakeCloud
+from fixtures.deployment import RULES_V0, RULES_V1, FakeCloud
+from fixtures.expected_commands import COMMIT, IMAGE, LANE, SERVICES, TAG, Commands
 
 pytestmark = pytest.mark.deploy
 
