@@ -79,12 +79,23 @@ def one_run(state_file: Path, fault: str) -> dict[str, Any]:
         "exit_code": returncode,
         "decision": record.get("decision"),
         "wall_s": wall,
-        "caught_in": last.get("name") if record.get("decision") != "promoted" else None,
+        "caught_in": caught_in(record),
         "signals": [f"{s['service']} {s['name']}" for s in failing],
         "aborted_after_s": canary.get("aborted_after_s"),
         "candidate_share": candidate_share(canary),
         "record": str(written[-1]),
     }
+
+
+def caught_in(record: dict[str, Any]) -> str | None:
+    """The canary phase that aborted, else the plan step that failed (promote refusing a dead candidate)."""
+    if record.get("decision") == "promoted":
+        return None
+    phases = (record.get("canary") or {}).get("phases") or []
+    if phases and phases[-1].get("decision") == "abort":
+        return str(phases[-1]["name"])
+    failed = [s["key"] for s in record.get("steps", []) if s.get("status") == "failed"]
+    return f"step {failed[0]}" if failed else None
 
 
 def candidate_share(canary: dict[str, Any]) -> dict[str, float]:
