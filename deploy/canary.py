@@ -229,11 +229,18 @@ class CanaryRun:
         while not self.stop.wait(max(0.0, min(self.config.check_seconds, deadline - time.monotonic()))):
             verdict = self.analyse(since, against_previous_release=True)
             self._timeline(phase, since)
-            if verdict.decision == "abort" or time.monotonic() >= deadline:
+            if verdict.decision == "abort":
                 break
+            if time.monotonic() < deadline:
+                continue
+            phase.windows += 1
+            if verdict.decision == "advance" or phase.windows > self.config.max_holds:
+                break
+            # Too few samples is no verdict: the bake is held for another window, as a step is.
+            self.say(f"canary bake: hold ({'; '.join(verdict.reasons)[:300]})")
+            deadline = time.monotonic() + self.config.window_seconds
         if self.stop.is_set():
             raise CanaryAborted("bake: interrupted")
-        phase.windows = 1
         self._conclude(phase, verdict, began)
         if phase.decision != "advance":
             # The promotion's own undo is the rollback's first change: traffic goes back in one move.

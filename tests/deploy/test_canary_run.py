@@ -37,6 +37,8 @@ class ScriptedTraffic:
         self.percent = 0
         self.calls: list[str] = []
         self.rng = random.Random(7)
+        self.slow_bake = False
+        self.bake_analyses = 0
 
     def shift(self, percent: int) -> None:
         self.percent = percent
@@ -53,6 +55,13 @@ class ScriptedTraffic:
     def mark(self) -> Mark:
         return Mark(len(self.calls), datetime.now(UTC))
 
+    def _share(self, n: int) -> int:
+        """The candidate's part of n (in a slow bake, one more per read)."""
+        if self.percent == 100 and self.slow_bake:
+            self.bake_analyses += 1
+            return min(n, self.bake_analyses)
+        return n * self.percent // 100
+
     def _requests(self, n: int, candidate: bool) -> list[Request]:
         misbehaves = candidate and self.bad and self.percent >= self.bad_from
         slow = 3.0 if misbehaves and self.bad == "slow" else 1.0
@@ -65,7 +74,7 @@ class ScriptedTraffic:
         ]
 
     def requests(self, since: Mark) -> Requests:
-        mine = self.per_window * self.percent // 100
+        mine = self._share(self.per_window)
         return {
             service: {
                 REVISIONS.candidate[service]: self._requests(mine, True),
@@ -75,7 +84,7 @@ class ScriptedTraffic:
         }
 
     def steps(self, since: Mark) -> Steps:
-        mine = self.per_window * self.percent // 100
+        mine = self._share(self.per_window)
         return {
             "exif": {
                 "exif-2": [StepResult("done", 0.3, 1)] * mine,
@@ -146,3 +155,14 @@ def test_every_analysis_is_on_the_timeline_for_the_picture() -> None:
     assert points
     assert all(set(p["services"]) == {"dashboard", "exif"} for p in points)
     assert all(0.0 <= f["success"] <= 1.0 for p in points for f in p["services"]["dashboard"].values())
+
+
+def test_a_bake_with_too_little_traffic_is_held_not_failed() -> None:
+    """A good release is never rolled back for a slow first window: the bake waits for samples."""
+    traffic = ScriptedTraffic()
+    canary = run(traffic)
+    canary.steps()
+    traffic.promote()
+    traffic.slow_bake = True
+    assert "as good as the previous release" in canary.bake()
+    assert canary.phases[-1].windows > 1
