@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import time
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+log = logging.getLogger(__name__)
 
 # Sent as the form-level message when Auth answers with something we do not map.
 GENERIC_ERROR = "Something went wrong. Please try again."
@@ -102,11 +105,16 @@ class AuthClient:
             return f"http://{self._emulator_host}/securetoken.googleapis.com/v1/token"
         return "https://securetoken.googleapis.com/v1/token"
 
-    def _post(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    def _post(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
         try:
-            response = self._http.post(
-                url, headers={**(headers or {}), **self._key_header}, json=body, timeout=TIMEOUT_SECONDS
-            )
+            response = self._send(url, body, {**(headers or {}), **self._key_header}, idempotent)
         except requests.RequestException as exc:
             # The exception text holds the URL with the key: keep only the class name.
             raise AuthError(GENERIC_ERROR, "form", f"UNREACHABLE:{type(exc).__name__}") from None
@@ -120,6 +128,23 @@ class AuthClient:
                 code = str((payload.get("error") or {}).get("message", ""))
             raise _map_error(code or f"HTTP_{response.status_code}")
         return payload
+
+    def _send(
+        self, url: str, body: dict[str, Any], headers: dict[str, str], idempotent: bool
+    ) -> requests.Response:
+        """POST once; an idempotent call is sent once more when the connection broke before an answer.
+
+        A pooled keep-alive connection that the server closes as it is reused answers nothing: a new
+        connection answers at once. A timeout is not retried (the server may be working on it), nor is
+        a call that creates something (sign-up would then find its own account).
+        """
+        try:
+            return self._http.post(url, headers=headers, json=body, timeout=TIMEOUT_SECONDS)
+        except requests.ConnectionError as exc:
+            if not idempotent or isinstance(exc, requests.Timeout):
+                raise
+            log.warning("identity toolkit connection broke (%s): sending once more", type(exc).__name__)
+            return self._http.post(url, headers=headers, json=body, timeout=TIMEOUT_SECONDS)
 
     def _tokens(self, payload: dict[str, Any], email: str) -> Tokens:
         return Tokens(
@@ -143,6 +168,7 @@ class AuthClient:
         payload = self._post(
             f"{self.identity_base}/accounts:signInWithPassword",
             {"email": email, "password": password, "returnSecureToken": True},
+            idempotent=True,
         )
         return self._tokens(payload, email)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -194,3 +198,64 @@ def test_password_and_email_rules() -> None:
     assert auth.valid_email("a.b+c@example.test")
     assert not auth.valid_email("a@b")
     assert not auth.valid_email("a b@example.test")
+
+
+class DropsFirstConnection(BaseHTTPRequestHandler):
+    """Identity Toolkit stand-in: the first request's connection is closed unanswered, then it signs in."""
+
+    requests: list[str] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads what was asked from `requests`."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).requests.append(self.path.rsplit(":", 1)[-1])
+        if len(type(self).requests) == 1:
+            self.close_connection = True
+            return
+        body = json.dumps(
+            {"localId": "u1", "idToken": "t", "refreshToken": "r", "expiresIn": "3600"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def flaky_identity_toolkit() -> Iterator[tuple[str, list[str]]]:
+    """(host:port, paths asked) of a stand-in that drops the first connection it gets."""
+    handler = type("Handler", (DropsFirstConnection,), {"requests": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", handler.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@labels("dashboard units", "auth client")
+def test_sign_in_is_sent_again_when_the_connection_broke(
+    flaky_identity_toolkit: tuple[str, list[str]],
+) -> None:
+    """A connection closed before any answer is sent once more for sign-in (nothing was done yet)."""
+    host, asked = flaky_identity_toolkit
+    tokens = auth.AuthClient("key", "p", emulator_host=host).sign_in("a@example.test", "pw123456")
+    assert (tokens.uid, asked) == ("u1", ["signInWithPassword", "signInWithPassword"])
+
+
+@labels("dashboard units", "auth client")
+def test_sign_up_is_not_sent_twice(flaky_identity_toolkit: tuple[str, list[str]]) -> None:
+    """Sign-up creates an account: a broken connection is the generic error, never a second request."""
+    host, asked = flaky_identity_toolkit
+    with pytest.raises(auth.AuthError) as refused:
+        auth.AuthClient("key", "p", emulator_host=host).sign_up("a@example.test", "pw123456")
+    assert (refused.value.message, refused.value.code, asked) == (
+        auth.GENERIC_ERROR,
+        "UNREACHABLE:ConnectionError",
+        ["signUp"],
+    )
