@@ -68,8 +68,6 @@ MUTANT_SUITE_TIMEOUT = 600.0
 # Playwright traces are diagnosis, not verification: recording one per browser test is pure cost here
 # (a kill is reported with its test and message; the fault drill and the gate keep their traces).
 SUITE_OPTIONS = ("--tracing=off",)
-# The suite's tests of its own reports and test-user fixtures: they prove the suite, not the system.
-SELF_TESTS = ("tests/e2e/test_reports.py", "tests/e2e/test_test_users.py")
 FAULTS_ENV = "IMAGEFLOW_FAULTS"
 # The tests of each part that -x should meet first (node id substrings), after the kill history's.
 PART_TESTS = {
@@ -138,19 +136,15 @@ def check_target() -> None:
         raise MutationError(f"mutation testing runs only against the local stack, not {target!r}")
 
 
-def ordered_e2e(root: Path, exclude: Sequence[str] = ()) -> tuple[str, ...]:
-    """tests/e2e's files with the suite's self-tests last (so -x reaches a system test first)."""
-    files = sorted(str(p.relative_to(root)) for p in (root / "tests" / "e2e").glob("test_*.py"))
-    files = [f for f in files if f not in exclude]
-    return tuple([f for f in files if f not in SELF_TESTS] + [f for f in files if f in SELF_TESTS])
+def ordered_e2e(root: Path) -> tuple[str, ...]:
+    """tests/e2e's files in name order."""
+    return tuple(sorted(str(p.relative_to(root)) for p in (root / "tests" / "e2e").glob("test_*.py")))
 
 
 def gate_selection(root: Path, rules_first: bool = False) -> Selection:
     """The release suite, tests/e2e and tests/rules, in an order where -x meets a likely killer early."""
     e2e = ordered_e2e(root)
-    system = [f for f in e2e if f not in SELF_TESTS]
-    own = [f for f in e2e if f in SELF_TESTS]
-    paths = ["tests/rules", *system, *own] if rules_first else [*system, "tests/rules", *own]
+    paths = ["tests/rules", *e2e] if rules_first else [*e2e, "tests/rules"]
     return Selection(paths=tuple(paths)) if e2e else Selection(paths=SUITE_PATHS)
 
 
@@ -160,8 +154,8 @@ def area_selection(root: Path, mutant: Mutant) -> Selection:
         return Selection(paths=("tests/rules", "tests/e2e"), keep=("tests/rules/", *ISOLATION_KEYWORDS))
     stem = mutant.path.rsplit("/", 1)[-1].removesuffix(".py")
     if mutant.area == "agents" and stem not in ("base", "__init__"):
-        return Selection(paths=ordered_e2e(root, SELF_TESTS), keep=(PIPELINE_SCENARIO,), keep_agents=(stem,))
-    return Selection(paths=ordered_e2e(root, SELF_TESTS))
+        return Selection(paths=ordered_e2e(root), keep=(PIPELINE_SCENARIO,), keep_agents=(stem,))
+    return Selection(paths=ordered_e2e(root))
 
 
 def part_plan(mutant: Mutant, kills: history.History, seconds: dict[str, float] | None = None) -> Plan:
