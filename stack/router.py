@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import select
+import selectors
 import signal
 import sys
 import threading
@@ -29,6 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 HOST = "127.0.0.1"
 UPSTREAM_TIMEOUT_SECONDS = 300.0
+# The Pub/Sub emulator leaves push connections open without reusing them: a drill of 20 canaries
+# left 1,060 of them on the router. Idle this long, a client connection is closed.
+IDLE_SECONDS = 30.0
 # Headers that describe one hop of a connection, never forwarded (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(
     {
@@ -227,22 +230,33 @@ def _send_body(connection: http.client.HTTPConnection, body: bytes) -> None:
         return
     view = memoryview(body)
     sent = 0
-    while sent < len(view):
-        readable, writable, _ = select.select([sock], [sock], [], UPSTREAM_TIMEOUT_SECONDS)
-        if readable or not writable:
-            return
-        try:
-            sent += sock.send(view[sent : sent + BODY_SEND_CHUNK_BYTES])
-        except OSError:
-            return
+    # A selector, not select(): a router serving many keep-alive connections has descriptors above
+    # FD_SETSIZE (1024), which select() refuses with "filedescriptor out of range".
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        while sent < len(view):
+            ready = selector.select(UPSTREAM_TIMEOUT_SECONDS)
+            events = ready[0][1] if ready else 0
+            if events & selectors.EVENT_READ or not events & selectors.EVENT_WRITE:
+                return
+            try:
+                sent += sock.send(view[sent : sent + BODY_SEND_CHUNK_BYTES])
+            except OSError:
+                return
 
 
-def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestHandler]:
+def make_proxy_handler(
+    table: RouteTable, service: str, idle_seconds: float = IDLE_SECONDS
+) -> type[BaseHTTPRequestHandler]:
     """A request handler class that forwards everything to the service's live upstream."""
 
     class ProxyHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "imageflow-router"
+        # The client socket's timeout: a keep-alive connection idle this long is closed (as Cloud
+        # Run's front end closes idle ones), else every connection a client abandons keeps a thread
+        # and a descriptor for the stack's lifetime.
+        timeout = idle_seconds
 
         def log_message(self, format: str, *args: object) -> None:
             """Keep the router's log to errors only: request lines could carry tokens in queries."""
@@ -319,8 +333,9 @@ def make_proxy_handler(table: RouteTable, service: str) -> type[BaseHTTPRequestH
 class Router:
     """The route table plus one listening server per service and the admin server."""
 
-    def __init__(self, admin_port: int) -> None:
+    def __init__(self, admin_port: int, idle_seconds: float = IDLE_SECONDS) -> None:
         self.table = RouteTable()
+        self.idle_seconds = idle_seconds
         self._servers: list[ThreadingHTTPServer] = []
         self._lock = threading.Lock()
         self.admin = _Server((HOST, admin_port), make_admin_handler(self))
@@ -332,7 +347,7 @@ class Router:
             existing = self.table.get(name)
             if existing is not None:
                 return {"name": name, "url": f"http://{HOST}:{existing.port}", "port": existing.port}
-            server = _Server((HOST, port), make_proxy_handler(self.table, name))
+            server = _Server((HOST, port), make_proxy_handler(self.table, name, self.idle_seconds))
             bound = int(server.server_address[1])
             self.table.add(name, bound)
             self._servers.append(server)
@@ -474,9 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the router until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m stack.router", description=__doc__.splitlines()[0])
     parser.add_argument("--admin-port", type=int, required=True)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=IDLE_SECONDS, help="close a client connection idle this long"
+    )
     args = parser.parse_args(argv)
+    if args.idle_seconds <= 0:
+        parser.error("--idle-seconds must be positive")
     try:
-        router = Router(args.admin_port)
+        router = Router(args.admin_port, args.idle_seconds)
     except OSError as exc:
         print(f"router: cannot listen on {HOST}:{args.admin_port}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -25,14 +25,20 @@ def secrets_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def router_stack(tmp_path: Path, secrets_file: Path) -> Iterator[StackControl]:
-    """A router process and a state file with one service, "echo", on a stable URL (no revision yet)."""
+def router_stack(
+    tmp_path: Path, secrets_file: Path, request: pytest.FixtureRequest
+) -> Iterator[StackControl]:
+    """A router process and a state file with one service, "echo", on a stable URL (no revision yet).
+
+    Parametrized indirectly, the parameter is the router's extra command-line arguments.
+    """
     path = tmp_path / "stack" / "stack.json"
     log_dir = tmp_path / "logs"
     admin_port = processes.free_port()
+    extra = list(getattr(request, "param", []))
     router = processes.start(
         "router",
-        [sys.executable, "-m", "stack.router", "--admin-port", str(admin_port)],
+        [sys.executable, "-m", "stack.router", "--admin-port", str(admin_port), *extra],
         log_dir / "router.log",
         cwd=state.REPO_ROOT,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +27,61 @@ REPORT = state.REPO_ROOT / "reports" / "revision-switch.json"
 def deploy_echo(control: StackControl, **kwargs: object) -> state.RevisionRecord:
     """A new echo revision (routed unless route=False)."""
     return control.deploy_revision("echo", command=ECHO_COMMAND, **kwargs)  # type: ignore[arg-type]
+
+
+def _get(sock: socket.socket, path: str) -> bytes:
+    """One keep-alive GET on an open socket; the head and body of its answer."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return answer
+
+
+@pytest.mark.parametrize("router_stack", [["--idle-seconds", "1"]], indirect=True)
+def test_an_idle_client_connection_is_closed(router_stack: StackControl) -> None:
+    """A keep-alive connection left idle is closed by the router, so abandoned ones hold nothing."""
+    deploy_echo(router_stack)
+    port = router_stack.service("echo").port
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        assert b" 200 " in _get(sock, "/echo").split(b"\r\n")[0]
+        assert b" 200 " in _get(sock, "/echo").split(b"\r\n")[0], "the connection is kept between requests"
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        assert closed, "the router kept an idle connection open for 20 s (idle limit 1 s)"
+
+
+def test_a_body_is_forwarded_while_a_thousand_connections_are_open(router_stack: StackControl) -> None:
+    """With descriptors above select()'s limit of 1024 in the router, a POST body still gets through."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if hard != resource.RLIM_INFINITY and hard < wanted + 100:
+        pytest.skip(f"the open-files limit ({hard}) is too low to open {wanted} connections")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted + 100), hard))
+    revision = deploy_echo(router_stack)
+    port = router_stack.service("echo").port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(1050)]
+    try:
+        # Answered on the last one: the router has accepted all of them (it accepts in order).
+        assert b" 200 " in _get(idle[-1], "/echo").split(b"\r\n")[0]
+        body = b"payload" * 1000
+        response = requests.post(router_stack.service("echo").url + "/echo", data=body, timeout=20)
+        assert response.status_code == 200, response.text[:200]
+        assert (response.json()["body"].encode("latin-1"), response.json()["revision"]) == (body, revision.id)
+    finally:
+        for sock in idle:
+            sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_no_live_revision_answers_503(router_stack: StackControl) -> None:
