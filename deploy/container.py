@@ -75,13 +75,7 @@ def context(target: str, results: Path, pytest_args: list[str]) -> RunContext:
         raise PreflightError(f"results folder {results} is not writable")
     # Later options win in pytest: these replace pytest.ini's and the gate's own report paths; the
     # run's reports folder is the mount, so the session-end scrub of secrets covers what leaves.
-    outputs = [
-        "-o",
-        f"reports_dir={results}",
-        f"--junitxml={results / 'junit.xml'}",
-        f"--alluredir={results / 'allure-results'}",
-        f"--output={results / 'playwright'}",
-    ]
+    outputs = verify.report_options(results, "junit.xml")
     return RunContext(
         session=SESSION,
         env=env,

@@ -59,13 +59,15 @@ class Sources:
     monitoring_api: str = MONITORING_API
     firestore_api: str = FIRESTORE_API
     runs_dir: Path = REPO_ROOT / "reports" / "runs"
+    # Where the gate's suite writes its reports (Allure results and HTML, traces) and the canary its picture.
+    reports_dir: Path = REPO_ROOT / "reports"
 
     @classmethod
     def from_env(cls) -> Sources:
         """The checkout's, each overridden by its IMAGEFLOW_* variable.
 
         The deploy tests run sessions as subprocesses against a fake cloud: these variables are how
-        they point a run at their own rules, repository, Google APIs and records, read here only.
+        they point a run at their own rules, repository, Google APIs, records and reports, read here only.
         """
         env, default = os.environ, cls()
         return cls(
@@ -75,6 +77,7 @@ class Sources:
             monitoring_api=(env.get("IMAGEFLOW_MONITORING_API") or default.monitoring_api).rstrip("/"),
             firestore_api=(env.get("IMAGEFLOW_FIRESTORE_API") or default.firestore_api).rstrip("/"),
             runs_dir=Path(env.get("IMAGEFLOW_RUNS_DIR") or default.runs_dir),
+            reports_dir=Path(env.get("IMAGEFLOW_REPORTS_DIR") or default.reports_dir),
         )
 
     def rules_text(self) -> str:

@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from deploy import verify
+from deploy import canary_report, verify
 from deploy.canary import CanaryAborted, CanaryRun, Revisions
 from deploy.cloud_run import container_env, dry_service, live_revision, tagged_url, traffic_split
 from deploy.context import RunContext
@@ -477,7 +477,9 @@ class GcpExecutor:
             self.keep_tags()
             raise
         finally:
-            self.record.canary = self.canary_run.as_dict()
+            self.record.canary = canary_report.keep(
+                self.canary_run, self.ctx, verified=bool(self.record.verification)
+            )
 
     def bake(self) -> str:
         """Watch the release at 100 % against the previous release's figures; a regression rolls back."""
@@ -489,7 +491,9 @@ class GcpExecutor:
             self.keep_tags()
             raise
         finally:
-            self.record.canary = self.canary_run.as_dict()
+            self.record.canary = canary_report.keep(
+                self.canary_run, self.ctx, verified=bool(self.record.verification)
+            )
 
     def keep_tags(self) -> None:
         """After an abort the candidates keep their tag (no traffic): their URL stays open for inspection."""

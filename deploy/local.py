@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import requests
 
-from deploy import canary_picture, plan, runner, verify
+from deploy import canary_report, plan, runner, verify
 from deploy.canary import CanaryRun, Revisions
 from deploy.context import RunContext
 from deploy.local_traffic import LocalTraffic
@@ -30,7 +30,6 @@ from stack.handle import StackUnavailable, choose_state_file, local_stack
 from stack.state import REPO_ROOT, RevisionRecord
 
 BACKUPS = REPO_ROOT / "reports" / "backups"
-CANARY_REPORTS = REPO_ROOT / "reports" / "canary"
 HTTP_TIMEOUT = 10.0
 SECRET_HINTS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 T = TypeVar("T")
@@ -259,7 +258,10 @@ class LocalExecutor:
         if config.traffic_users:
             try:
                 self.users = BackgroundUsers(
-                    self.control.state, config.traffic_users, config.longest_seconds, CANARY_REPORTS
+                    self.control.state,
+                    config.traffic_users,
+                    config.longest_seconds,
+                    self.ctx.sources.reports_dir / "canary",
                 )
             except TrafficError as exc:
                 raise StepFailed(str(exc)) from exc
@@ -288,18 +290,11 @@ class LocalExecutor:
             self.shell.say(f"canary traffic stopped; {removed} load users' records removed")
 
     def keep_canary_record(self) -> None:
-        """The canary's phases into the run record, with the picture of every revision over time."""
-        if self.canary_run is None:
-            return
-        data = self.canary_run.as_dict()
-        timeline = [point for phase in self.canary_run.phases for point in phase.timeline]
-        if timeline:
-            picture = CANARY_REPORTS / f"canary-{self.ctx.run_id}.png"
-            canary_picture.draw(
-                picture, f"canary {self.ctx.run_id}: success rate and latency per revision", timeline
+        """The canary's phases into the run record, with its picture; once over, into the run's report."""
+        if self.canary_run is not None:
+            self.record.canary = canary_report.keep(
+                self.canary_run, self.ctx, verified=bool(self.record.verification)
             )
-            data["picture"] = str(picture)
-        self.record.canary = data
 
     def promote(self) -> str:
         """Route each stable URL to its candidate; the previous revision keeps running until the end."""

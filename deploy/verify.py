@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from deploy import environments
 from deploy.context import RunContext
@@ -30,6 +31,24 @@ def workers_given(pytest_args: list[str]) -> bool:
     return False
 
 
+# Under a run's reports folder: the Allure results its suite writes (and the canary adds to).
+ALLURE_RESULTS = "allure-results"
+
+
+def report_options(reports: Path, junit_name: str) -> list[str]:
+    """pytest options that put every report of a suite run under reports (later options win in pytest).
+
+    A gate run inside a test run must not write (or, at its start, empty) the outer run's results.
+    """
+    return [
+        "-o",
+        f"reports_dir={reports}",
+        f"--junitxml={reports / junit_name}",
+        f"--alluredir={reports / ALLURE_RESULTS}",
+        f"--output={reports / 'playwright'}",
+    ]
+
+
 def suite_command(ctx: RunContext) -> list[str]:
     """The pytest command that verifies the candidates; $IMAGEFLOW_VERIFY_COMMAND replaces it (tests only)."""
     override = os.environ.get("IMAGEFLOW_VERIFY_COMMAND", "")
@@ -42,7 +61,7 @@ def suite_command(ctx: RunContext) -> list[str]:
         "tests/e2e",
         "-p",
         "no:cacheprovider",
-        f"--junitxml=reports/junit-{ctx.session}-{ctx.run_id}.xml",
+        *report_options(ctx.sources.reports_dir, f"junit-{ctx.session}-{ctx.run_id}.xml"),
     ]
     # The report a person opens after every gate, local or remote (fixtures.reporting generates it
     # into reports/allure/<target> with the trend of that target's earlier runs, then scrubs it).

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -203,7 +203,7 @@ def test_password_and_email_rules() -> None:
 class DropsFirstConnection(BaseHTTPRequestHandler):
     """Identity Toolkit stand-in: the first request's connection is closed unanswered, then it signs in."""
 
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test reads what was asked from `requests`."""
