@@ -15,7 +15,7 @@ from typing import IO, TextIO, TypeVar
 
 from deploy.record import CommandEntry, RunRecord
 from deploy.steps import StepFailed
-from fixtures.reporting import MIN_SECRET_LENGTH, _patterns, _scrub_bytes
+from fixtures.scrubber import MIN_SECRET_LENGTH, scrub_bytes, secret_patterns
 from stack.processes import stop_group
 
 # Long cloud operations (deploy, export) may take minutes; a hung CLI must still end the step.
@@ -68,12 +68,12 @@ class Shell:
         """A value masked in every streamed line and recorded output from now on (a token, a key)."""
         if len(value) >= MIN_SECRET_LENGTH and value not in self._secrets:
             self._secrets[value] = label
-            self._patterns = sorted(_patterns(self._secrets), key=len, reverse=True)
+            self._patterns = sorted(secret_patterns(self._secrets), key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         """text with every registered secret (raw, URL-encoded, JSON-escaped) and credential header masked."""
         # The reports' scrubber, so the console and the run record mask exactly what reports/ masks.
-        return _scrub_bytes(text.encode(), self._patterns).decode(errors="replace")
+        return scrub_bytes(text.encode(), self._patterns).decode(errors="replace")
 
     def say(self, text: str) -> None:
         """Print one line to the terminal."""

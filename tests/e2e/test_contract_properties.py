@@ -31,7 +31,8 @@ from pipeline_checks import completed, every_agent_once
 from fixtures import promises
 from fixtures.firestore import WatchResult, WorkflowWatcher
 from fixtures.images import PDF_MAX_JUNK, SAMPLES, VARIANT_SHAPES, RefusedVariant
-from fixtures.reporting import labels, register_secret
+from fixtures.reporting import labels
+from fixtures.scrubber import register_secret
 from fixtures.target import Target, stack_push_token
 from fixtures.uploads import HTTP_TIMEOUT_SECONDS, ApiSession, accepted_ids
 from fixtures.users import TestUser

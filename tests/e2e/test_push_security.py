@@ -20,7 +20,8 @@ from pipeline_checks import completed
 
 from fixtures.firestore import WorkflowWatcher
 from fixtures.images import MakeImage
-from fixtures.reporting import labels, register_secret
+from fixtures.reporting import labels
+from fixtures.scrubber import register_secret
 from fixtures.target import Target, stack_push_token
 from fixtures.uploads import ApiSession, accepted_ids
 from fixtures.users import TestUser

@@ -6,7 +6,8 @@ import allure
 import pytest
 import requests
 
-from fixtures.reporting import labels, registered_secrets
+from fixtures.reporting import labels
+from fixtures.scrubber import registered_secrets
 from fixtures.target import Target
 from imageflow.manifest import default as default_manifest
 

@@ -33,7 +33,8 @@ from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
 from fixtures import promises
 from fixtures.firestore import WorkflowWatcher
 from fixtures.images import ImageFile, MakeImage
-from fixtures.reporting import labels, register_secret
+from fixtures.reporting import labels
+from fixtures.scrubber import register_secret
 from fixtures.target import Target
 from fixtures.uploads import CSRF_HEADER, HTTP_TIMEOUT_SECONDS, ApiSession, form_with_token
 from fixtures.users import IdentityToolkit, TestUser, UserFactory, throwaway_password

@@ -26,7 +26,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from fixtures.allure_report import generate_allure_html, report_dir
-from fixtures.reporting import labels, scan_for_secrets, scrub_secrets
+from fixtures.reporting import labels
+from fixtures.scrubber import scan_for_secrets, scrub_secrets
 from stack.state import REPO_ROOT
 
 Severity = allure.severity_level
@@ -144,7 +145,7 @@ def _run_inner(project: Path, test_source: str, *args: str) -> subprocess.Comple
 LEAKY_TEST = f'''
 import zipfile
 from pathlib import Path
-from fixtures.reporting import register_secret
+from fixtures.scrubber import register_secret
 
 def test_writes_a_password_into_the_reports():
     register_secret("{PLANTED}", "the planted password")

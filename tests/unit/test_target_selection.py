@@ -14,7 +14,8 @@ import pytest
 from deploy.environments import TargetError
 from deploy.environments import get as get_environment
 from deploy.environments import load as load_environments
-from fixtures.reporting import labels, registered_secrets
+from fixtures.reporting import labels
+from fixtures.scrubber import registered_secrets
 from fixtures.target import Overrides, build_target, stack_push_token
 from stack.state import REPO_ROOT
 
