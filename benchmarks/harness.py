@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import secrets
 import statistics
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 import requests
 
+from fixtures.forms import CSRF_HEADER, csrf_token
 from fixtures.images import camera_exif, photo
 from imageflow.manifest import Manifest
 from stack.load_users import epoch
@@ -26,7 +26,6 @@ from stack.state import REPO_ROOT
 
 OUTPUT_DIR = REPO_ROOT / "reports" / "benchmarks"
 HTTP_TIMEOUT_SECONDS = 60
-CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 
 
 class BenchmarkError(RuntimeError):
@@ -95,8 +94,8 @@ class DashboardUser:
     def register(self) -> None:
         """Create the account through /register (CSRF token from the form); raises BenchmarkError."""
         form = self.http.get(f"{self.base}/register", timeout=HTTP_TIMEOUT_SECONDS)
-        found = CSRF_INPUT.search(form.text)
-        if form.status_code != 200 or not found:
+        token = csrf_token(form.text)
+        if form.status_code != 200 or token is None:
             raise BenchmarkError(f"GET /register answered {form.status_code} without a CSRF token")
         answer = self.http.post(
             f"{self.base}/register",
@@ -104,7 +103,7 @@ class DashboardUser:
                 "email": self.email,
                 "password": self._password,
                 "confirm_password": self._password,
-                "csrf_token": found.group(1),
+                "csrf_token": token,
             },
             allow_redirects=False,
             timeout=HTTP_TIMEOUT_SECONDS,
@@ -115,7 +114,7 @@ class DashboardUser:
         session = self.http.get(f"{self.base}/api/session", timeout=HTTP_TIMEOUT_SECONDS)
         if session.status_code != 200:
             raise BenchmarkError(f"GET /api/session after registration answered {session.status_code}")
-        self.http.headers["X-CSRF-Token"] = str(session.json()["csrf_token"])
+        self.http.headers[CSRF_HEADER] = str(session.json()["csrf_token"])
 
     def upload(self, files: Sequence[tuple[str, bytes]]) -> list[str]:
         """POST /api/uploads; the accepted workflow ids (BenchmarkError when none was accepted)."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import secrets
 import threading
 import time
@@ -38,11 +37,11 @@ import requests
 from locust import HttpUser, between, events, task
 from locust.env import Environment
 
+from fixtures.forms import CSRF_HEADER, csrf_token
 from fixtures.images import camera_exif, photo
 from imageflow import manifest as manifest_module
 from load.checks import check_document, is_loopback
 
-CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 WATCH_TIMEOUT_SECONDS = 180.0
 WATCH_POLL_SECONDS = 0.5
 TERMINAL = ("completed", "failed", "rejected")
@@ -102,12 +101,11 @@ class Uploader(HttpUser):
         # The API's state-changing calls carry the session's CSRF token.
         session = self.client.get("/api/session", name="GET /api/session")
         if session.ok:
-            self.client.headers["X-CSRF-Token"] = str(session.json().get("csrf_token", ""))
+            self.client.headers[CSRF_HEADER] = str(session.json().get("csrf_token", ""))
 
     def _csrf(self, path: str) -> str:
         page = self.client.get(path, name=f"GET {path}")
-        found = CSRF_INPUT.search(page.text)
-        return found.group(1) if found else ""
+        return csrf_token(page.text) or ""
 
     def _form(self, path: str, extra: dict[str, str], what: str) -> None:
         data = {"email": self.email, "password": self._password, "csrf_token": self._csrf(path), **extra}

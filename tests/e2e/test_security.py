@@ -32,11 +32,12 @@ from playwright.sync_api import ConsoleMessage, Dialog, Page, expect
 
 from fixtures import promises
 from fixtures.firestore import WorkflowWatcher
+from fixtures.forms import CSRF_HEADER
 from fixtures.images import ImageFile, MakeImage
 from fixtures.reporting import labels
 from fixtures.scrubber import register_secret
 from fixtures.target import Target
-from fixtures.uploads import CSRF_HEADER, HTTP_TIMEOUT_SECONDS, ApiSession, form_with_token
+from fixtures.uploads import HTTP_TIMEOUT_SECONDS, ApiSession, form_with_token
 from fixtures.users import IdentityToolkit, TestUser, UserFactory, throwaway_password
 from imageflow import clients
 from imageflow.dashboard.auth import EXPIRY_MARGIN_SECONDS
