@@ -10,7 +10,6 @@ from pages.base import BasePage, action
 
 if TYPE_CHECKING:
     from pages.dashboard import DashboardPage
-    from pages.register import RegisterPage
 
 P = TypeVar("P", bound=BasePage)
 
@@ -27,7 +26,6 @@ class LoginPage(BasePage):
         self.password: Locator = page.get_by_label("Password", exact=True)
         self.submit: Locator = page.get_by_role("button", name="Log in")
         self.form_error: Locator = page.get_by_test_id("form-error")
-        self.register_link: Locator = page.get_by_role("link", name="Create an account")
 
     def _fill(self, email: str, password: str) -> None:
         self.email.fill(email)
@@ -55,11 +53,3 @@ class LoginPage(BasePage):
         self.wait_loaded()
         expect(self.form_error).to_be_visible()
         return self
-
-    @action("Go to the registration page")
-    def go_to_register(self) -> RegisterPage:
-        """Follow the "Create an account" link."""
-        from pages.register import RegisterPage
-
-        self.register_link.click()
-        return RegisterPage(self.page).wait_loaded()

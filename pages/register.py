@@ -10,7 +10,6 @@ from pages.base import BasePage, action
 
 if TYPE_CHECKING:
     from pages.dashboard import DashboardPage
-    from pages.login import LoginPage
 
 
 class RegisterPage(BasePage):
@@ -29,7 +28,6 @@ class RegisterPage(BasePage):
         self.email_error: Locator = page.get_by_test_id("email-error")
         self.password_error: Locator = page.get_by_test_id("password-error")
         self.confirm_error: Locator = page.get_by_test_id("confirm-error")
-        self.login_link: Locator = page.get_by_role("link", name="Log in")
 
     @property
     def any_error(self) -> Locator:
@@ -57,11 +55,3 @@ class RegisterPage(BasePage):
         self.wait_loaded()
         expect(self.any_error).to_be_visible()
         return self
-
-    @action("Go to the login page")
-    def go_to_login(self) -> LoginPage:
-        """Follow the "Log in" link."""
-        from pages.login import LoginPage
-
-        self.login_link.click()
-        return LoginPage(self.page).wait_loaded()

@@ -22,7 +22,6 @@ from stack import infra, localsecrets, processes, state
 from stack.processes import HOST
 from stack.state import RevisionRecord, ServiceState, StackState
 
-Revision = RevisionRecord
 READY_TIMEOUT_SECONDS = float(os.environ.get("IMAGEFLOW_REVISION_READY_TIMEOUT", "120"))
 DRAIN_TIMEOUT_SECONDS = 60.0
 ADMIN_TIMEOUT_SECONDS = 10.0
