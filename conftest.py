@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.deployment",
+    "fixtures.markers",
     "fixtures.parallel",
     "fixtures.stack",
     "fixtures.target",

@@ -7,12 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fixtures.deployment import FAKES, FakeCloud
 from stack.state import REPO_ROOT
-
-pytestmark = pytest.mark.deploy
 
 
 def deploy_tool(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

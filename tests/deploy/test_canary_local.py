@@ -11,7 +11,7 @@ from fixtures.deployment import deploy_env, deploy_tool, latest_record
 from stack.control import StackControl
 from stack.load_users import EMULATOR_ADMIN
 
-pytestmark = [pytest.mark.deploy, pytest.mark.destructive]
+pytestmark = pytest.mark.destructive
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

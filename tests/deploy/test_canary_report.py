@@ -14,8 +14,6 @@ from deploy.canary import CanaryAborted, CanaryRun
 from deploy.context import RunContext
 from fixtures.allure_report import generate_allure_html, prepare_results, report_dir
 
-pytestmark = pytest.mark.deploy
-
 
 @pytest.fixture
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunContext:

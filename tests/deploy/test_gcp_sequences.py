@@ -11,8 +11,6 @@ from deploy import cli
 from fixtures.deployment import RULES_V0, RULES_V1, FakeCloud
 from fixtures.expected_commands import COMMIT, IMAGE, LANE, SERVICES, TAG, Commands
 
-pytestmark = pytest.mark.deploy
-
 
 def run(*argv: str) -> tuple[int, str]:
     """Run `python -m deploy ...` in-process; return the exit code and what it printed."""

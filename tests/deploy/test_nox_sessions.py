@@ -5,11 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-import pytest
-
 from stack.state import REPO_ROOT
-
-pytestmark = pytest.mark.deploy
 
 
 def test_sessions_listed_and_real_environments_not_default() -> None:

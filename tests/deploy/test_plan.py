@@ -12,8 +12,6 @@ from deploy.shell import Shell
 from deploy.steps import Change, Step
 from fixtures.deployment import FakeCloud
 
-pytestmark = pytest.mark.deploy
-
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_plan_prints_every_command_in_order_and_runs_nothing(fake_cloud: FakeCloud, env: str) -> None:

@@ -32,7 +32,6 @@ from stack.processes import stop_group
 from stack.state import REPO_ROOT
 
 pytestmark = [
-    pytest.mark.deploy,
     pytest.mark.one_worker(
         "`plans` dry-runs every plan and asks the real gcloud and firebase once per module"
     ),

@@ -16,7 +16,7 @@ from fixtures.deployment import deploy_env, deploy_tool, latest_record
 from fixtures.mock_tokens import mock_id_token
 from stack.control import StackControl
 
-pytestmark = [pytest.mark.deploy, pytest.mark.drill, pytest.mark.destructive]
+pytestmark = [pytest.mark.drill, pytest.mark.destructive]
 
 FOCUSED_CHECK = ["-k", "upload_jpeg"]
 # Rules that refuse every client read: the damage after the release, so the rules restore is observable.

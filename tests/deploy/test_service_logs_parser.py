@@ -9,8 +9,6 @@ from test_real_parsers import classify, real_tool, run_bounded, tool_env
 
 from fixtures import service_logs
 
-pytestmark = pytest.mark.deploy
-
 
 def test_the_cloud_log_read_is_accepted_by_the_real_gcloud(tmp_path: Path) -> None:
     """The command a failed test on Google Cloud runs stops at authentication, not at parsing."""

@@ -15,8 +15,6 @@ from deploy.record import RunRecord
 from deploy.shell import OUTPUT_INDENT, Shell
 from deploy.steps import StepFailed
 
-pytestmark = pytest.mark.deploy
-
 # Prints a line, then blocks on a FIFO until the console has shown that line, then finishes.
 PACED = (
     "import sys\n"

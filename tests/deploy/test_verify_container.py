@@ -20,8 +20,6 @@ import pytest
 from deploy import container
 from stack.state import REPO_ROOT
 
-pytestmark = pytest.mark.deploy
-
 TINY = """
 import os
 

@@ -180,7 +180,6 @@ def check_privacy(done: Processed, stored: bytes, thumbnail: bytes) -> None:
 
 
 @NEEDS_EXIFTOOL
-@pytest.mark.e2e
 @pytest.mark.agent("validator")
 @pytest.mark.agent("thumbnailer")
 @pytest.mark.agent("exif")
@@ -203,7 +202,6 @@ def test_every_agent_output_is_true_to_the_upload(
     check_privacy(done, stored, thumbnail)
 
 
-@pytest.mark.e2e
 @pytest.mark.agent("exif")
 @labels("Agents", "exif: the fixture's own camera, date and orientation", allure.severity_level.CRITICAL)
 def test_exif_reads_the_camera_the_fixture_wrote(process: Process) -> None:
@@ -215,7 +213,6 @@ def test_exif_reads_the_camera_the_fixture_wrote(process: Process) -> None:
     assert output["orientation"] == 6, output
 
 
-@pytest.mark.e2e
 @pytest.mark.agent("analysis")
 @labels("Agents", "analysis: values match a known image", allure.severity_level.NORMAL)
 def test_analysis_of_single_red_pixel_is_red_with_matching_brightness(process: Process) -> None:
@@ -226,7 +223,6 @@ def test_analysis_of_single_red_pixel_is_red_with_matching_brightness(process: P
     assert output["phash"] == "0" * 16, output["phash"]
 
 
-@pytest.mark.e2e
 @pytest.mark.agent("finalizer")
 @labels("Agents", "finalizer: completes only after every dependency", allure.severity_level.CRITICAL)
 def test_finalizer_completes_only_after_every_dependency_finished(

@@ -45,7 +45,6 @@ REJECTED_BY_CONTENT = [
 ApiFor = Callable[[TestUser], ApiSession]
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize(("kind", "message"), REFUSED_AT_UPLOAD)
 @labels("Bad input", "Refused at upload with the promised message", allure.severity_level.CRITICAL)
 def test_bad_file_refused_at_upload_with_message_and_good_file_unaffected(
@@ -93,7 +92,6 @@ def test_bad_file_refused_at_upload_with_message_and_good_file_unaffected(
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
 
 
-@pytest.mark.e2e
 @pytest.mark.agent("validator")
 @pytest.mark.parametrize(("kind", "reason"), REJECTED_BY_CONTENT)
 @labels(
@@ -153,7 +151,6 @@ def test_bad_content_rejected_with_reason_and_other_steps_skipped(
     no_dead_letters(pubsub_taps, pipeline_manifest, [bad_id, good_result.workflow_id])
 
 
-@pytest.mark.e2e
 @labels("Bad input", "Path traversal in a filename is neutralised", allure.severity_level.CRITICAL)
 def test_path_traversal_filename_is_stored_inside_the_users_folder(
     new_user: TestUser,
@@ -178,7 +175,6 @@ def test_path_traversal_filename_is_stored_inside_the_users_folder(
     assert stored.count("/") == 3, stored
 
 
-@pytest.mark.e2e
 @labels("Bad input", "A filename that is not UTF-8 never causes a 500", allure.severity_level.NORMAL)
 def test_non_utf8_filename_is_never_a_server_error(
     new_user: TestUser,

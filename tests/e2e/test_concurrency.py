@@ -7,7 +7,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import allure
-import pytest
 from pipeline_checks import completed, every_agent_once, no_dead_letters, published_once
 from requests import Response
 
@@ -24,7 +23,6 @@ KINDS = ["jpeg_with_exif_gps", "png_with_alpha", "webp", "gif", "tiny_png", "pla
 START_TIMEOUT_SECONDS = 30
 
 
-@pytest.mark.e2e
 @labels(
     "Concurrency",
     "Users uploading at the same time each get every agent once",

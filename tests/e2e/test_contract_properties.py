@@ -39,8 +39,6 @@ from fixtures.users import TestUser
 from imageflow.config import PUSH_TOKEN_PARAM
 from imageflow.manifest import Manifest
 
-pytestmark = pytest.mark.e2e
-
 Part = tuple[str, bytes, str]
 ApiFor = Callable[[TestUser], ApiSession]
 Severity = allure.severity_level

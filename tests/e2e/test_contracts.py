@@ -41,8 +41,6 @@ from fixtures.users import IdentityToolkit, TestUser
 from imageflow.manifest import Manifest
 from oracles import privacy
 
-pytestmark = pytest.mark.e2e
-
 Part = tuple[str, bytes, str]
 ApiFor = Callable[[TestUser], ApiSession]
 Severity = allure.severity_level

@@ -43,7 +43,6 @@ def _client_read(target: Target, workflow_id: str, id_token: str) -> requests.Re
         )
 
 
-@pytest.mark.e2e
 @pytest.mark.security
 @labels(
     "Isolation",
@@ -96,7 +95,6 @@ def test_other_user_sees_no_upload_and_is_refused_the_workflow_everywhere(
     assert allowed.json()["fields"]["owner"]["stringValue"] == owner.uid
 
 
-@pytest.mark.e2e
 @labels("Isolation", "Anonymous clients cannot read workflow documents", allure.severity_level.CRITICAL)
 def test_anonymous_client_is_refused_the_workflow_document(
     logged_in_session: ApiSession, make_image: MakeImage, target: Target
@@ -113,7 +111,6 @@ def test_anonymous_client_is_refused_the_workflow_document(
 STORAGE_PUBLIC = "https://storage.googleapis.com"
 
 
-@pytest.mark.e2e
 @pytest.mark.security
 @labels(
     "Isolation",

@@ -15,7 +15,6 @@ from pages.dashboard import DashboardPage
 from pages.login import LoginPage
 from pages.workflow import NotFoundPage
 
-pytestmark = pytest.mark.e2e
 Severity = allure.severity_level
 
 WRONG_CREDENTIALS = "Wrong email or password."

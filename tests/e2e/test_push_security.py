@@ -29,7 +29,7 @@ from imageflow.config import PUSH_TOKEN_PARAM
 from imageflow.manifest import Manifest
 from stack import localsecrets
 
-pytestmark = [pytest.mark.e2e, pytest.mark.security]
+pytestmark = pytest.mark.security
 
 HTTP_TIMEOUT_SECONDS = 15
 # What refuses an unauthenticated push: the agent itself locally, Cloud Run's IAM check elsewhere.

@@ -11,7 +11,7 @@ from fixtures.scrubber import registered_secrets
 from fixtures.target import Target
 from imageflow.manifest import default as default_manifest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.smoke]
+pytestmark = pytest.mark.smoke
 Severity = allure.severity_level
 HTTP_TIMEOUT_SECONDS = 10
 SERVICES = [service.name for service in default_manifest().services]

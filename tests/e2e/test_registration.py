@@ -10,8 +10,6 @@ from fixtures.reporting import labels
 from fixtures.users import IdentityToolkit, TestUser, throwaway_password
 from pages.register import RegisterPage
 
-pytestmark = pytest.mark.e2e
-
 WEAK_PASSWORD = "Password must be at least 8 characters and contain a letter and a digit."
 DUPLICATE_EMAIL = "An account with this email already exists."
 MALFORMED_EMAIL = "Enter a valid email address."

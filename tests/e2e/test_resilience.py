@@ -45,7 +45,6 @@ from imageflow.manifest import Manifest
 from pages.dashboard import DashboardPage
 
 pytestmark = [
-    pytest.mark.e2e,
     pytest.mark.destructive,
     pytest.mark.resilience,
     pytest.mark.one_worker("failing pushes slow the emulator's redeliveries for every scenario here"),

@@ -45,7 +45,7 @@ from pages.dashboard import DashboardPage
 from pages.login import LoginPage
 from pages.workflow import WorkflowPage
 
-pytestmark = [pytest.mark.e2e, pytest.mark.security]
+pytestmark = pytest.mark.security
 Severity = allure.severity_level
 
 SESSION_COOKIE = "imageflow_session"

@@ -43,7 +43,6 @@ def _upload_one(dashboard: DashboardPage, make_image: MakeImage, kind: str) -> t
 
 
 @pytest.mark.smoke
-@pytest.mark.e2e
 @labels("Upload", "A photo goes through every agent", allure.severity_level.BLOCKER)
 def test_upload_jpeg_completes_with_every_agent_exactly_once(
     logged_in_page: DashboardPage,
@@ -66,7 +65,6 @@ def test_upload_jpeg_completes_with_every_agent_exactly_once(
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("kind", FORMATS)
 @labels("Upload", "Each accepted format goes through every agent", allure.severity_level.CRITICAL)
 def test_upload_of_format_completes_with_every_agent_exactly_once(
@@ -88,7 +86,6 @@ def test_upload_of_format_completes_with_every_agent_exactly_once(
     no_dead_letters(pubsub_taps, pipeline_manifest, [workflow_id])
 
 
-@pytest.mark.e2e
 @labels(
     "Upload", "Several images uploaded at once each go through every agent", allure.severity_level.CRITICAL
 )

@@ -10,8 +10,6 @@ from rules_rest import FirestoreRest, string
 
 from fixtures.reporting import labels
 
-pytestmark = [pytest.mark.rules]
-
 Writer = Callable[[str, str, Mapping[str, Any]], str]
 REFUSED = 403
 

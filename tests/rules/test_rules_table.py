@@ -31,7 +31,7 @@ from fixtures.reporting import labels, reports_dir
 from fixtures.target import unique_name
 from stack.state import StackState
 
-pytestmark = [pytest.mark.rules, pytest.mark.security]
+pytestmark = pytest.mark.security
 
 Writer = Callable[[str, str, Mapping[str, Any]], str]
 

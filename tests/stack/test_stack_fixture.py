@@ -18,9 +18,6 @@ from stack.control import PASS_ENV, StackControl
 from stack.processes import MARKER_ENV
 from stack.state import StackState
 
-pytestmark = pytest.mark.system
-
-
 NEEDS_STACK = """
 import json, os
 from pathlib import Path

@@ -24,7 +24,6 @@ from stack.control import PASS_ENV, ControlError, StackControl
 from stack.processes import MARKER_ENV
 
 pytestmark = [
-    pytest.mark.system,
     # Each test boots `python -m stack up` of its own; echo_stack is one per module and
     # test_down_stops_every_process stops it, so the module also keeps its order.
     pytest.mark.private_stack("boots stacks of its own on real emulators, in file order"),

@@ -18,8 +18,6 @@ import requests
 from stack import processes, runner, state
 from stack.control import ControlError, RevisionFailed, StackControl
 
-pytestmark = pytest.mark.system
-
 ECHO_COMMAND = (sys.executable, str(Path(__file__).with_name("echo_app.py")))
 REPORT = state.REPO_ROOT / "reports" / "revision-switch.json"
 

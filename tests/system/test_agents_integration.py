@@ -37,8 +37,6 @@ from fixtures import images, promises
 from imageflow import config, workflow
 from imageflow.agents import base
 
-pytestmark = pytest.mark.system
-
 
 def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))

@@ -21,8 +21,6 @@ from fixtures.target import Target, unique_name
 from imageflow import clients, workflow
 from imageflow.manifest import Manifest
 
-pytestmark = pytest.mark.system
-
 
 @dataclass(frozen=True)
 class StackUpload:

@@ -24,8 +24,6 @@ from imageflow.agents import base, validator
 from imageflow.manifest import default as default_manifest
 from stack import infra, processes
 
-pytestmark = pytest.mark.system
-
 MANIFEST = default_manifest()
 TOKEN = "push-token-for-tests-" + "x" * 20
 LIMIT = base.PUSH_BODY_LIMIT_BYTES

@@ -15,8 +15,6 @@ from imageflow.dashboard import auth
 from imageflow.dashboard.session_store import COLLECTION, document_id
 from stack.state import StackState
 
-pytestmark = [pytest.mark.system]
-
 
 @labels("dashboard", "registration")
 def test_register_logs_in_and_redirects_home(dashboard: DashboardClient, fresh_credentials: TestUser) -> None:

@@ -21,8 +21,6 @@ from fixtures.reporting import labels
 from fixtures.users import TestUser
 from imageflow.config import ConfigError
 
-pytestmark = [pytest.mark.system]
-
 
 @labels("dashboard", "readiness")
 def test_healthz_and_readyz_when_configured(dashboard_app: Flask) -> None:

@@ -34,8 +34,6 @@ from imageflow.manifest import Manifest
 from imageflow.workflow import COLLECTION
 from stack.state import StackState
 
-pytestmark = [pytest.mark.system]
-
 # How long a message that must NOT arrive is waited for: the pipeline moves in well under a second.
 ABSENCE_WAIT_SECONDS = 3.0
 

@@ -21,8 +21,6 @@ from imageflow.dashboard import faults
 from imageflow.manifest import Manifest
 from stack.state import StackState
 
-pytestmark = [pytest.mark.system]
-
 
 @pytest.fixture
 def held_dashboard_url(make_dashboard: DashboardFactory) -> Iterator[str]:

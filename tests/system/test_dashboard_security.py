@@ -22,7 +22,7 @@ from imageflow.dashboard.session_store import COLLECTION, document_id
 from imageflow.dashboard.sessions import EXTENSION_KEY, SESSION_ID_KEY, Security
 from stack.state import StackState
 
-pytestmark = [pytest.mark.system, pytest.mark.security]
+pytestmark = pytest.mark.security
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

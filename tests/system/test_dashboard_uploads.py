@@ -19,8 +19,6 @@ from imageflow.manifest import Manifest
 from imageflow.workflow import COLLECTION
 from stack.state import StackState
 
-pytestmark = [pytest.mark.system]
-
 ONLY_IMAGES = ": only JPEG, PNG, WebP and GIF images are accepted."
 
 

@@ -16,8 +16,6 @@ from imageflow.dashboard.firestore_rest import FirestoreReader, NotFound
 from imageflow.manifest import Manifest
 from stack.state import StackState
 
-pytestmark = [pytest.mark.system]
-
 
 def upload_one(session: SignedIn, name: str = "sunset.jpg") -> str:
     """Upload one real JPEG; its workflow id."""

@@ -17,7 +17,6 @@ from imageflow import config, test_failures
 from imageflow.agents import base
 from imageflow.manifest import default as default_manifest
 
-pytestmark = pytest.mark.system
 ALLOWED = {config.TEST_FAILURES_KEY: config.TEST_FAILURES_ALLOWED}
 SERVICES = [default_manifest().dashboard, *default_manifest().agents]
 

@@ -16,8 +16,6 @@ from imageflow.dashboard.uploads import IncomingFile, Uploader
 from imageflow.imaging import strip_gps
 from imageflow.manifest import default as default_manifest
 
-pytestmark = pytest.mark.system
-
 
 def test_gif_xmp_naming_a_location_is_dropped_and_the_gif_still_decodes() -> None:
     data = images.gif_with_xmp_gps()

@@ -16,8 +16,6 @@ from fixtures.target import unique_name
 from imageflow.manifest import Manifest
 from imageflow.workflow import new_document, workflow_ref
 
-pytestmark = pytest.mark.system
-
 Write = Callable[[dict[str, Any]], str]
 
 
