@@ -5,7 +5,9 @@ candidates a share of every service and is analysed every check_seconds against 
 revisions over the same window: a failed signal aborts at once (all traffic back to the previous
 revisions), a window that ends with every signal passing advances, and too little traffic holds the
 step for another window, at most max_holds times. The bake watches the release at 100 % against the
-figures the previous revisions had during the steps. Every analysis lands in the run record.
+previous release alone at 100 % over the window before the first step: the same load on one revision
+(during a step the previous revisions shared it, and were faster for it). Every analysis lands in
+the run record.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class Traffic(Protocol):
 
     def mark(self) -> Mark:
         """Where a window starts."""
+
+    def mark_before(self, seconds: float) -> Mark | None:
+        """Where the window that ends now started, if traffic ran then (None: the traffic starts now)."""
 
     def requests(self, since: Mark) -> Requests:
         """Every service's HTTP requests per revision since the mark."""
@@ -107,9 +112,10 @@ class CanaryRun:
         self.started = time.monotonic()
         # From the first step to the abort (s): traffic went back then, or the rollback began (bake).
         self.aborted_after_s: float | None = None
-        # The previous revisions' figures during the steps: the bake's baseline.
+        # The previous release alone at 100 % over the window before the first step: the bake's baseline.
         self.previous_requests: dict[str, list[Request]] = {}
         self.previous_steps: dict[str, list[StepResult]] = {}
+        self.baseline: dict[str, Any] = {}
 
     # -- analysis ---------------------------------------------------------------------------
     def analyse(self, since: Mark, *, against_previous_release: bool = False) -> StepVerdict:
@@ -196,8 +202,34 @@ class CanaryRun:
         then = "traffic back on the previous revisions" if restore else "rolling the release back"
         return CanaryAborted(f"{phase.name} aborted, {then}: {reason}")
 
+    def measure_previous_release(self) -> None:
+        """The previous revisions' figures over one window at 100 %, before any share moves.
+
+        Where traffic ran before the canary (Google Cloud's users) that window has just ended; where
+        the canary's own traffic starts with it (local), it is watched now.
+        """
+        began = time.monotonic()
+        since = self.traffic.mark_before(self.config.window_seconds)
+        if since is None:
+            since = self.traffic.mark()
+            if self.stop.wait(self.config.window_seconds):
+                raise CanaryAborted("baseline: interrupted")
+        requests, steps = self.traffic.requests(since), self.traffic.steps(since)
+        for service, previous in self.revisions.previous.items():
+            self.previous_requests[service] = list(requests.get(service, {}).get(previous, []))
+            if service in self.revisions.deadlines:
+                self.previous_steps[service] = list(steps.get(service, {}).get(previous, []))
+        self.baseline = {
+            "seconds": round(time.monotonic() - began, 2),
+            "requests": {s: len(r) for s, r in self.previous_requests.items()},
+            "steps": {s: len(r) for s, r in self.previous_steps.items()},
+        }
+        counts = ", ".join(f"{s} {n}" for s, n in self.baseline["requests"].items())
+        self.say(f"canary baseline, the previous release at 100 %: {counts} requests")
+
     def steps(self) -> str:
-        """Every traffic step in order; CanaryAborted (traffic restored) when one is not passed."""
+        """The previous release's baseline, then every traffic step in order; CanaryAborted when one fails."""
+        self.measure_previous_release()
         for percent in self.config.steps:
             phase = Phase(name=f"{percent}%", percent=percent, started_at=_stamp())
             self.phases.append(phase)
@@ -208,16 +240,7 @@ class CanaryRun:
             self._conclude(phase, verdict, began)
             if phase.decision != "advance":
                 raise self._abort(phase, restore=True)
-            self._keep_previous(since)
         return " -> ".join(p.name for p in self.phases) + " passed"
-
-    def _keep_previous(self, since: Mark) -> None:
-        """Add the previous revisions' figures of a passed step to the bake's baseline."""
-        requests, steps = self.traffic.requests(since), self.traffic.steps(since)
-        for service, previous in self.revisions.previous.items():
-            self.previous_requests.setdefault(service, []).extend(requests.get(service, {}).get(previous, []))
-            if service in self.revisions.deadlines:
-                self.previous_steps.setdefault(service, []).extend(steps.get(service, {}).get(previous, []))
 
     def bake(self) -> str:
         """Watch the release at 100 % for bake_seconds against the previous release's figures."""
@@ -255,6 +278,7 @@ class CanaryRun:
             "bake_seconds": self.config.bake_seconds,
             "candidate": dict(self.revisions.candidate),
             "previous": dict(self.revisions.previous),
+            "baseline": self.baseline,
             "aborted_after_s": self.aborted_after_s,
             "phases": [vars(p) for p in self.phases],
         }

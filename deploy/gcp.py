@@ -439,6 +439,9 @@ class GcpExecutor:
             return "not applicable: no previous revision to compare with"
         traffic = GcpTraffic(self, self.candidate_revisions, self.before)
         if self.shell.dry_run:
+            self.shell.say(
+                f"    read the previous release's last {config.window_seconds:g}s (the bake's baseline)"
+            )
             for percent in config.steps:
                 traffic.shift(percent)
             return f"steps {', '.join(f'{p}%' for p in config.steps)}"

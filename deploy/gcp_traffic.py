@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -108,6 +108,10 @@ class GcpTraffic:
     def mark(self) -> Mark:
         """Windows on Google Cloud are by time."""
         return Mark(0, datetime.now(UTC))
+
+    def mark_before(self, seconds: float) -> Mark | None:
+        """The users' traffic ran before the canary: Cloud Monitoring and Firestore hold that window."""
+        return Mark(0, datetime.now(UTC) - timedelta(seconds=seconds))
 
     def token(self) -> str:
         """The deployer's access token (masked in every output), taken again every half hour."""

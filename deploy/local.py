@@ -233,6 +233,10 @@ class LocalExecutor:
         config = self.ctx.env.canary
         assert config is not None  # the plan has this step only when the target configures it
         if self.shell.dry_run:
+            self.act(
+                f"watch the previous release at 100% for {config.window_seconds:g}s (the bake's baseline)",
+                lambda: None,
+            )
             for percent in config.steps:
                 self.act(
                     f"split every service {percent}% candidate / {100 - percent}% previous; analyse",
@@ -273,7 +277,7 @@ class LocalExecutor:
             self.keep_canary_record()
 
     def bake(self) -> str:
-        """Watch the release at 100 % against the previous revisions' figures; a regression rolls back."""
+        """Watch the release at 100 % against the previous release's figures; a regression rolls back."""
         if self.canary_run is None:
             return "not applicable: no canary ran"
         try:

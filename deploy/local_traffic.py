@@ -55,6 +55,10 @@ class LocalTraffic:
         sequence = int(self.control.revision_stats(service, since=NO_SAMPLES)["sequence"])
         return Mark(sequence, datetime.now(UTC))
 
+    def mark_before(self, seconds: float) -> Mark | None:
+        """None: the canary's own traffic starts with it, there is no window before to read."""
+        return None
+
     def requests(self, since: Mark) -> Requests:
         """The router's samples per service and revision since the mark."""
         result: Requests = {}

@@ -28,8 +28,10 @@ CONFIG = Canary(
 class ScriptedTraffic:
     """Traffic whose every analysis sees `per_window` requests per service, shared by the current split."""
 
-    def __init__(self, per_window: int = 200, bad: str = "", bad_from: int = 0) -> None:
+    def __init__(self, per_window: int = 200, bad: str = "", bad_from: int = 0, load: float = 0.0) -> None:
         self.per_window = per_window
+        # A revision slows with its share of the load, as near saturation: ms x (1 + load x share²).
+        self.load = load
         self.bad = bad  # "errors" or "slow" for the candidate
         self.bad_from = bad_from  # the share from which the candidate misbehaves (100: only in the bake)
         self.percent = 0
@@ -53,6 +55,9 @@ class ScriptedTraffic:
     def mark(self) -> Mark:
         return Mark(len(self.calls), datetime.now(UTC))
 
+    def mark_before(self, seconds: float) -> Mark | None:
+        return None
+
     def _share(self, n: int) -> int:
         """The candidate's part of n (in a slow bake, one more per read)."""
         if self.percent == 100 and self.slow_bake:
@@ -63,6 +68,8 @@ class ScriptedTraffic:
     def _requests(self, n: int, candidate: bool) -> list[Request]:
         misbehaves = candidate and self.bad and self.percent >= self.bad_from
         slow = 3.0 if misbehaves and self.bad == "slow" else 1.0
+        share = (self.percent if candidate else 100 - self.percent) / 100
+        slow *= 1 + self.load * share**2
         return [
             Request(
                 500 if misbehaves and self.bad == "errors" and i % 4 == 0 else 200,

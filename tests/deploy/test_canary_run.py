@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 from scripted_traffic import CONFIG, ScriptedTraffic, run
 
@@ -17,8 +19,9 @@ def test_a_clean_release_advances_through_every_step_and_the_bake() -> None:
     assert traffic.calls == ["shift 25", "shift 50", "promote"]
     assert [p.decision for p in canary.phases] == ["advance", "advance", "advance"]
     assert canary.aborted_after_s is None
-    # The bake's baseline is what the previous revisions did during the steps.
-    assert len(canary.previous_requests["dashboard"]) > 0
+    # The bake's baseline is the previous release alone at 100 %, watched before the first step.
+    assert len(canary.previous_requests["dashboard"]) == traffic.per_window
+    assert canary.as_dict()["baseline"]["requests"] == {"dashboard": 200, "exif": 200}
 
 
 def test_errors_on_the_candidate_abort_the_first_step_and_restore_traffic_at_once() -> None:
@@ -77,3 +80,17 @@ def test_a_bake_with_too_little_traffic_is_held_not_failed() -> None:
     traffic.slow_bake = True
     assert "as good as the previous release" in canary.bake()
     assert canary.phases[-1].windows > 1
+
+
+def test_a_release_as_fast_as_the_previous_one_under_the_same_load_is_not_slow_in_the_bake() -> None:
+    """Each revision slows with its share of the load: the bake holds the candidate at 100 % against
+    the previous release at 100 % (9x), not against its faster figures while it shared the load."""
+    traffic = ScriptedTraffic(load=8.0)
+    canary = run(traffic)
+    canary.steps()
+    traffic.promote()
+    assert "as good as the previous release" in canary.bake()
+    shared = [r.ms for r in traffic._requests(100, candidate=False)]
+    assert statistics.median(r.ms for r in canary.previous_requests["dashboard"]) > 1.5 * statistics.median(
+        shared
+    )
