@@ -226,6 +226,8 @@ class CanaryRun:
         }
         counts = ", ".join(f"{s} {n}" for s, n in self.baseline["requests"].items())
         self.say(f"canary baseline, the previous release at 100 %: {counts} requests")
+        # Times in the record (aborted_after_s, the timeline) count from the first step, not from here.
+        self.started = time.monotonic()
 
     def steps(self) -> str:
         """The previous release's baseline, then every traffic step in order; CanaryAborted when one fails."""
