@@ -12,6 +12,7 @@ the run record.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -121,6 +122,8 @@ class CanaryRun:
     def analyse(self, since: Mark, *, against_previous_release: bool = False) -> StepVerdict:
         """Every signal of every service for the window since the mark."""
         t = self.config.thresholds
+        if against_previous_release:
+            t = dataclasses.replace(t, latency_factor=t.bake_latency_factor)
         requests, steps = self.traffic.requests(since), self.traffic.steps(since)
         signals: list[Signal] = []
         for service, candidate in self.revisions.candidate.items():

@@ -28,8 +28,11 @@ CONFIG = Canary(
 class ScriptedTraffic:
     """Traffic whose every analysis sees `per_window` requests per service, shared by the current split."""
 
-    def __init__(self, per_window: int = 200, bad: str = "", bad_from: int = 0, load: float = 0.0) -> None:
+    def __init__(
+        self, per_window: int = 200, bad: str = "", bad_from: int = 0, load: float = 0.0, slow: float = 3.0
+    ) -> None:
         self.per_window = per_window
+        self.slow = slow  # how much slower a "slow" candidate is
         # A revision slows with its share of the load, as near saturation: ms x (1 + load x share²).
         self.load = load
         self.bad = bad  # "errors" or "slow" for the candidate
@@ -67,7 +70,7 @@ class ScriptedTraffic:
 
     def _requests(self, n: int, candidate: bool) -> list[Request]:
         misbehaves = candidate and self.bad and self.percent >= self.bad_from
-        slow = 3.0 if misbehaves and self.bad == "slow" else 1.0
+        slow = self.slow if misbehaves and self.bad == "slow" else 1.0
         share = (self.percent if candidate else 100 - self.percent) / 100
         slow *= 1 + self.load * share**2
         return [

@@ -38,7 +38,8 @@ def test_errors_on_the_candidate_abort_the_first_step_and_restore_traffic_at_onc
 
 
 def test_slowness_that_appears_only_at_full_traffic_is_caught_by_the_bake() -> None:
-    traffic = ScriptedTraffic(bad="slow", bad_from=100)
+    # Across windows only a gross slowdown counts (bake_latency_factor): five times as slow.
+    traffic = ScriptedTraffic(bad="slow", bad_from=100, slow=5.0)
     canary = run(traffic)
     canary.steps()
     traffic.promote()
@@ -94,3 +95,14 @@ def test_a_release_as_fast_as_the_previous_one_under_the_same_load_is_not_slow_i
     assert statistics.median(r.ms for r in canary.previous_requests["dashboard"]) > 1.5 * statistics.median(
         shared
     )
+
+
+def test_the_bake_tolerates_what_differs_between_windows_but_not_a_gross_slowdown() -> None:
+    """Three times as slow at 100 % passes the bake (another window), where a step would abort it."""
+    traffic = ScriptedTraffic(bad="slow", bad_from=100, slow=3.0)
+    canary = run(traffic)
+    canary.steps()
+    traffic.promote()
+    assert "as good as the previous release" in canary.bake()
+    with pytest.raises(CanaryAborted, match="25% aborted"):
+        run(ScriptedTraffic(bad="slow", slow=3.0)).steps()
