@@ -55,7 +55,7 @@ def _step(phase: Phase, began_ms: int) -> dict[str, Any]:
 
 def allure_result(run: CanaryRun, run_id: str, target: str, picture: Path | None, results: Path) -> Path:
     """Write the canary's Allure result (and its picture as an attachment) into results; its path."""
-    # One id per run: the steps' record and the bake's rewrite the same result.
+    # One id per run: the result's file name is fixed, so writing it again replaces it.
     uid = hashlib.sha256(f"canary {run_id}".encode()).hexdigest()[:32]
     stop_ms = int(time.time() * 1000)
     start_ms = stop_ms - int(sum(p.seconds for p in run.phases) * 1000)
@@ -95,13 +95,15 @@ def allure_result(run: CanaryRun, run_id: str, target: str, picture: Path | None
 
 
 def keep(run: CanaryRun, ctx: RunContext, *, verified: bool) -> dict[str, Any]:
-    """The canary's part of the run record, its picture drawn and, once over, its place in the report.
+    """The canary's part of the run record; once over, its picture and its place in the report.
 
     Only a run whose verification wrote this run's results gets the canary in its report: a canary
     alone (`python -m deploy canary`) would add itself to an earlier run's report.
     """
     run_id, target, reports = ctx.run_id, ctx.env.name, ctx.sources.reports_dir
     data = run.as_dict()
+    if not is_over(run):
+        return data
     timeline = [point for phase in run.phases for point in phase.timeline]
     picture = None
     if timeline:
@@ -109,8 +111,6 @@ def keep(run: CanaryRun, ctx: RunContext, *, verified: bool) -> dict[str, Any]:
             reports / "canary" / f"canary-{run_id}.png", f"canary {run_id}: {PICTURE_NAME}", timeline
         )
         data["picture"] = str(picture)
-    if not is_over(run):
-        return data
     results = reports / ALLURE_RESULTS
     if not (verified and results.is_dir()):
         data["allure"] = "not in a report: no verification wrote results in this run"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -474,29 +475,23 @@ class GcpExecutor:
                 ),
             )
         )
-        try:
-            return self.canary_run.steps()
-        except CanaryAborted:
-            self.keep_tags()
-            raise
-        finally:
-            self.record.canary = canary_report.keep(
-                self.canary_run, self.ctx, verified=bool(self.record.verification)
-            )
+        return self._judged(self.canary_run, self.canary_run.steps)
 
     def bake(self) -> str:
         """Watch the release at 100 % against the previous release's figures; a regression rolls back."""
         if self.canary_run is None:
             return "not applicable: no canary ran"
+        return self._judged(self.canary_run, self.canary_run.bake)
+
+    def _judged(self, run: CanaryRun, phase: Callable[[], str]) -> str:
+        """Run the steps or the bake: on an abort the tags stay; either way the record keeps the canary."""
         try:
-            return self.canary_run.bake()
+            return phase()
         except CanaryAborted:
             self.keep_tags()
             raise
         finally:
-            self.record.canary = canary_report.keep(
-                self.canary_run, self.ctx, verified=bool(self.record.verification)
-            )
+            self.record.canary = canary_report.keep(run, self.ctx, verified=bool(self.record.verification))
 
     def keep_tags(self) -> None:
         """After an abort the candidates keep their tag (no traffic): their URL stays open for inspection."""
